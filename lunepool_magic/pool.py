@@ -359,8 +359,10 @@ class Pool(Generic[R]):
         if waiter is not None:
             grant = self._wait(waiter, timeout)
             if grant is not _SLOT:
-                return grant  # type: ignore[return-value]  # an entry just returned
-        elif entry is not None:
+                # A hand-off is validated like an idle resource: it may have
+                # broken while its previous borrower held it.
+                entry = grant  # type: ignore[assignment]
+        if entry is not None:
             now = monotonic()
             if entry.expires_at <= now or (
                 self.max_idle is not None and now - entry.returned_at > self.max_idle

@@ -698,6 +698,30 @@ def test_check_runs_only_after_idling(make_pool, clock) -> None:
     assert checked == [r]
 
 
+def test_a_hand_off_to_a_waiter_is_checked_too(make_pool, factory) -> None:
+    """A resource that broke while borrowed must not reach the next waiter."""
+    broken: set[int] = set()
+
+    def check(resource: Resource) -> None:
+        if resource.number in broken:
+            raise ConnectionResetError("gone")
+
+    pool = make_pool(max_size=1, check=check, check_after=0.0)
+    release = threading.Event()
+    holder = Thread(hold(pool, release))
+    holder.start()
+    wait_until(lambda: pool.stats().in_use == 1, "the holder has the resource")
+    waiter = Thread(lambda: pool.with_resource(lambda r: r))
+    waiter.start()
+    wait_until(lambda: pool.stats().waiting == 1, "a waiter queues")
+    broken.add(1)  # breaks while the holder has it
+    release.set()
+    holder.finish()
+    assert waiter.finish().result is not holder.result
+    assert factory.created[0].destroyed == 1
+    assert pool.stats().broken == 1
+
+
 def test_failed_check_replaces_the_resource(make_pool, factory, clock) -> None:
     def check(resource: Resource) -> None:
         raise ConnectionResetError("gone")
