@@ -178,6 +178,7 @@ class Pool(Generic[R]):
             returns true, the resource is destroyed, not reused. Lets a caller
             keep "does this error mean the resource is broken?" in one place.
         name: names the pool in messages and logs.
+        noun: what the resources are called in messages ("connection").
     """
 
     _instances = 0
@@ -197,6 +198,7 @@ class Pool(Generic[R]):
         reset: Callable[[R], object] | None = None,
         discard_on: Callable[[BaseException], bool] | None = None,
         name: str | None = None,
+        noun: str = "resource",
     ) -> None:
         if not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
@@ -213,6 +215,7 @@ class Pool(Generic[R]):
             raise ValueError(f"check_after must be a number of seconds >= 0, got {check_after!r}")
         Pool._instances += 1
         self.name = name if name is not None else f"pool-{Pool._instances}"
+        self.noun = noun
         self.max_size = max_size
         self.min_size = min_size
         self.acquire_timeout = acquire_timeout
@@ -396,9 +399,9 @@ class Pool(Generic[R]):
                 waiter.grant = _TAKEN
                 if grant is None:
                     # Timed out, and nobody handed us anything meanwhile.
-                    message = self._timeout_message(timeout)
                     self._waiters.remove(waiter)
                     self._timeouts += 1
+                    message = self._timeout_message(timeout)
         except BaseException:
             self._abandon(waiter, grant)
             raise
@@ -430,10 +433,10 @@ class Pool(Generic[R]):
     def _timeout_message(self, timeout: float | None) -> str:
         idle = len(self._idle)
         return (
-            f"pool {self.name!r}: no resource became free within {timeout:g} s "
-            f"(max_size={self.max_size}, size={self._size}, in use={self._size - idle}, "
-            f"idle={idle}, waiting={len(self._waiters)}). "
-            "Return borrowed resources promptly (use `with pool.borrow()`), "
+            f"pool {self.name!r}: no {self.noun} became free within {timeout:g} s "
+            f"(max_size={self.max_size}, in use={self._size - idle}, idle={idle}, "
+            f"others waiting={len(self._waiters)}). "
+            f"Give {self.noun}s back sooner (end the `with` blocks that hold them), "
             "or raise max_size or acquire_timeout."
         )
 

@@ -539,13 +539,14 @@ def test_interrupt_during_reset_destroys_and_propagates(make_pool, factory) -> N
 
 
 def test_timeout_names_the_pool_its_numbers_and_what_to_do(make_pool) -> None:
-    pool = make_pool(max_size=2, acquire_timeout=0.05, name="reports-db")
+    pool = make_pool(max_size=2, acquire_timeout=0.05, name="reports-db", noun="widget")
     with pool.borrow(), pool.borrow(), pytest.raises(PoolTimeout) as info, pool.borrow():
         pass
     message = str(info.value)
     assert "reports-db" in message
     assert "0.05 s" in message
-    assert "max_size=2" in message and "in use=2" in message and "waiting=" in message
+    assert "no widget became free" in message
+    assert "max_size=2" in message and "in use=2" in message and "others waiting=0" in message
     assert "raise max_size or acquire_timeout" in message
     assert isinstance(info.value, PoolError)
     assert pool.stats().timeouts == 1

@@ -7,39 +7,79 @@ What this layer adds to the generic pool, and why:
   ``~/.pgpass``, as psql does. Connections are in autocommit mode by default,
   like psql: each statement commits when it succeeds, ``SELECT 1`` is one
   round trip, and a transaction is explicit (``with conn.transaction():``).
-* **Clean return** (the pool's ``reset``): an open or failed transaction is
-  rolled back; a connection with a query or COPY still in progress, or a
-  broken one, is closed and replaced. Session state that users set on
-  purpose is kept: ``SET`` parameters, temporary tables, prepared statements,
-  ``LISTEN``. That is what lets sequential notebook cells behave like a psql
-  session; code that needs a pristine session can run ``DISCARD ALL`` itself.
+  Connections open lazily, so a pool can be created while the server is
+  down; ``min_connections`` opens some at once (and then fails at once).
+  Opening one waits at most ``connect_timeout`` seconds, by default
+  ``min(10, acquire_timeout)`` but never under 2 s (libpq's minimum), so a
+  server that hangs makes a borrow fail instead of hanging it.
+* **Clean return** (the pool's ``reset``, run on every returned connection).
+  What is reset, what is kept, and why:
+
+  - *Reset:* an open or failed transaction is rolled back (it would hold
+    locks and an old snapshot, and the next statement of a failed one would
+    fail). The rollback also ends ``SET LOCAL`` settings, cursors without
+    ``WITH HOLD`` and transaction-level locks. The psycopg attributes that
+    the pool and its callers rely on go back to the pool's settings:
+    ``autocommit`` and ``row_factory`` (tuples).
+  - *Closed and replaced:* a connection with a query or COPY still running
+    (psycopg state ACTIVE: a COPY TO left early without an exception, a
+    suspended ``cursor.stream()``, a statement sent and never read), and a
+    broken or closed one. Draining a running statement could take forever,
+    so the statement is cancelled (so the server stops working on it: an
+    abandoned UPDATE would otherwise run on, and in autocommit even commit)
+    and the connection closed. psycopg itself already cancels and cleans up
+    after an exception inside ``cursor.copy()`` or ``stream()`` and after
+    Ctrl-C during a query; such connections come back clean and are kept.
+  - *Kept,* because a notebook user sets them on purpose and sequential
+    cells get the same connection back (the pool lends the most recently
+    returned one first): ``SET`` parameters (``search_path``, ``TimeZone``,
+    ``SET ROLE``...), temporary tables, prepared statements, ``LISTEN``
+    registrations and notifications not yet read, ``WITH HOLD`` cursors,
+    session-level advisory locks; and, in psycopg, adapters registered on the
+    connection, notice/notify handlers, ``isolation_level``/``read_only``/
+    ``deferrable`` and ``prepare_threshold``. Code that needs a pristine
+    session runs ``DISCARD ALL`` itself.
 * **Liveness before lending** (the pool's ``check``): the socket of an idle
-  connection is polled, which costs no round trip. A backend that was
-  terminated, or a server that restarted, has sent its goodbye there; only
-  then is a real (empty) query sent to confirm, and a dead connection is
-  replaced before the borrower sees it.
+  connection is polled, one system call and no round trip. A backend that was
+  terminated, or a server that shut down, has sent its goodbye there; only
+  when the socket has something to read is a real (empty) query sent, which
+  reads it and either proves the session alive (a notification waiting for a
+  ``LISTEN``er is kept for ``conn.notifies()``) or fails, and a dead
+  connection is replaced before the borrower sees it. A connection that dies
+  without a word (a network cut with no FIN) cannot be seen this way; the
+  first statement on it fails and the connection is discarded.
 * **Errors** that mean "this session is gone" are decided in
   :mod:`lunepool_magic.postgres.errors`; such a connection is discarded after
   the error has reached its caller. Statements are never retried silently.
+* **PgBouncer** in transaction pooling mode: ``pgbouncer=True`` turns off
+  psycopg's automatic prepared statements (made after 5 runs of one query),
+  which PgBouncer before 1.21 cannot route: the next execution may land on
+  another server connection (``prepared statement "_pg3_0" does not exist``
+  / ``already exists``). Session state is not kept behind PgBouncer.
 * **Secrets.** The password is passed to libpq and to nothing else: the
-  pool's name, ``repr``, logs and error messages show a masked target.
+  pool's name, ``repr``, logs and error messages show a masked target; even
+  the parse error of a malformed URL, where libpq quotes the whole URL, is
+  masked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from time import monotonic
 from types import EllipsisType
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import tuple_row
 
-from lunepool_magic.pool import Pool, PoolStats
+from lunepool_magic.pool import Borrow, Pool, PoolStats
 from lunepool_magic.postgres.errors import must_discard
 
 __all__ = [
@@ -48,6 +88,7 @@ __all__ = [
     "create_pool",
     "describe_target",
     "destroy_pool",
+    "mask_password",
     "with_connection",
 ]
 
@@ -56,9 +97,25 @@ Connection = psycopg.Connection[Any]
 
 logger = logging.getLogger("lunepool_magic.postgres")
 
-_IDLE = pq.TransactionStatus.IDLE
-_INTRANS = pq.TransactionStatus.INTRANS
-_INERROR = pq.TransactionStatus.INERROR
+# Plain ints: pgconn.transaction_status is an int in psycopg's C implementation,
+# and comparing two ints is faster than going through the IntEnum.
+_IDLE = int(pq.TransactionStatus.IDLE)
+_INTRANS = int(pq.TransactionStatus.INTRANS)
+_INERROR = int(pq.TransactionStatus.INERROR)
+_ACTIVE = int(pq.TransactionStatus.ACTIVE)
+
+# At most this many seconds go into cancelling a statement left running in a
+# returned connection (see _cancel_running_statement). Best effort: the
+# connection is closed right after, whatever happens.
+_CANCEL_TIMEOUT = 2.0
+
+# What libpq cannot go below (psycopg enforces the same minimum).
+_MIN_CONNECT_TIMEOUT = 2
+
+# The password in a URL's user info ("postgresql://user:SECRET@host") and in a
+# key=value conninfo or URL query ("password=SECRET", "password='SE CRET'").
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s\"]*:)[^@/?#\s\"]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&\"]+)", re.IGNORECASE)
 
 
 class ConnectionFailed(psycopg.OperationalError):
@@ -80,34 +137,47 @@ def describe_target(params: dict[str, Any]) -> str:
     host = params.get("host") or env.get("PGHOST") or ""
     port = params.get("port") or env.get("PGPORT") or ""
     dbname = params.get("dbname") or env.get("PGDATABASE") or ""
-    # A Unix socket directory is shown in brackets, as it cannot be a host name.
-    where = f"[{host}]" if host.startswith("/") else host or "localhost"
+    # A Unix socket directory is shown in brackets, as it cannot be a host name;
+    # the home directory is shortened to ~, so shared notebooks do not carry
+    # the user's account name.
+    if host.startswith("/"):
+        home = os.path.expanduser("~")
+        if home not in ("", "/") and (host == home or host.startswith(home + "/")):
+            host = "~" + host[len(home) :]
+        where = f"[{host}]"
+    else:
+        where = host or "localhost"
     if port:
         where += f":{port}"
     return f"postgresql://{user + '@' if user else ''}{where}/{dbname}"
 
 
-class _Liveness:
-    """Per-connection socket pollers: an idle connection should have nothing to read."""
+def mask_password(text: str, password: str | None = None) -> str:
+    """``text`` with any password in it replaced by ``***``.
 
-    def __init__(self) -> None:
-        self._pollers: dict[int, Any] = {}
+    Masks a known ``password`` wherever it appears, and whatever looks like
+    one in a URL or conninfo string quoted by a message (libpq quotes the whole
+    URL in some parse errors, before we could know the password).
+    """
+    if password:
+        text = text.replace(password, "***")
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
 
-    def add(self, conn: Connection) -> None:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(conn.pgconn.socket, select.POLLIN)
-            self._pollers[id(conn)] = poller
 
-    def remove(self, conn: Connection) -> None:
-        self._pollers.pop(id(conn), None)
+def _socket_poller(conn: Connection) -> Callable[[], object]:
+    """A function answering "does this connection's socket have data to read?".
 
-    def has_input(self, conn: Connection) -> bool:
-        poller = self._pollers.get(id(conn))
-        if poller is not None:
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        return bool(readable)
+    It makes no system call but one poll(2) (select(2) where poll is missing),
+    and never reads: a true answer only says the server sent something.
+    """
+    fd = conn.pgconn.socket
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poll = poller.poll
+        return lambda: poll(0)
+    return lambda: select.select([fd], [], [], 0)[0]
 
 
 class PostgresPool:
@@ -127,7 +197,7 @@ class PostgresPool:
         acquire_timeout: float | None = 30.0,
         max_lifetime: float | None = 3600.0,
         max_idle: float | None = 600.0,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
         autocommit: bool = True,
         pgbouncer: bool = False,
         application_name: str = "lunepool_magic",
@@ -135,18 +205,37 @@ class PostgresPool:
         configure: Callable[[Connection], object] | None = None,
         **connect_params: Any,
     ) -> None:
-        if connect_params.get("password") is None:
+        password = connect_params.get("password")
+        if password is None:
             connect_params.pop("password", None)
-        params = conninfo_to_dict(make_conninfo(conninfo, **connect_params))
+        # Parse here, not at the first connect, so a typo fails now. libpq's
+        # parse errors can quote the whole URL, password included: masked, and
+        # raised outside the except block so no unmasked error is chained.
+        message = None
+        try:
+            params = conninfo_to_dict(make_conninfo(conninfo, **connect_params))
+        except psycopg.ProgrammingError as exc:
+            message = mask_password(str(exc).strip(), password)
+        if message is not None:
+            raise psycopg.ProgrammingError(f"invalid connection parameters: {message}")
         params.setdefault("application_name", application_name)
-        params.setdefault("connect_timeout", str(max(2, int(connect_timeout))))
+        if connect_timeout is None:
+            # No borrow should hang much past its acquire timeout on a server
+            # that accepts connections and then says nothing.
+            connect_timeout = 10.0 if acquire_timeout is None else min(10.0, acquire_timeout)
+        params.setdefault("connect_timeout", str(max(_MIN_CONNECT_TIMEOUT, int(connect_timeout))))
         self._conninfo = make_conninfo(**params)
         self._password = str(params.get("password") or "")
         self.target = describe_target(params)
+        # Kept here too: the generic pool calls _connect from its constructor
+        # (min_connections), before self._pool exists.
+        self._name = name or self.target
         self.autocommit = autocommit
         self.pgbouncer = pgbouncer
         self._configure = configure
-        self._liveness = _Liveness()
+        # id(conn) -> its socket poller; filled by _connect, emptied by
+        # _close_connection. Plain dict operations are atomic under the GIL.
+        self._pollers: dict[int, Callable[[], object]] = {}
         self._pool: Pool[Connection] = Pool(
             self._connect,
             self._close_connection,
@@ -159,7 +248,8 @@ class PostgresPool:
             check_after=0.0,  # the check itself is free unless the socket has news
             reset=self._reset,
             discard_on=must_discard,
-            name=name or self.target,
+            name=self._name,
+            noun="connection",
         )
 
     # ----------------------------------------------------------------- public
@@ -181,10 +271,13 @@ class PostgresPool:
 
         In autocommit mode (the default) every statement has committed when it
         returned. Without autocommit, the block is a transaction: committed
-        when the block ends normally, rolled back if it raises.
+        when the block ends normally, rolled back if it raises. ``timeout``
+        overrides ``acquire_timeout`` for this call (``None``: wait forever).
         """
         if self.autocommit:
-            return self._pool.borrow(timeout)
+            # The generic pool's Borrow, built directly: this is the hot path.
+            pool = self._pool
+            return Borrow(pool, pool.acquire_timeout if timeout is ... else timeout)
         return self._transaction_block(timeout)
 
     @contextmanager
@@ -225,6 +318,7 @@ class PostgresPool:
     # ------------------------------------------------------- pool hooks (I/O)
 
     def _connect(self) -> Connection:
+        message = None
         try:
             conn = psycopg.connect(
                 self._conninfo,
@@ -232,24 +326,25 @@ class PostgresPool:
                 prepare_threshold=None if self.pgbouncer else 5,
             )
         except psycopg.OperationalError as exc:
-            raise ConnectionFailed(self._connect_failure_message(exc)) from None
+            message = self._connect_failure_message(exc)
+        if message is not None:
+            # Raised here, outside the except block: nothing unmasked is chained.
+            raise ConnectionFailed(message)
         try:
             if self._configure is not None:
                 self._configure(conn)
                 if conn.pgconn.transaction_status != _IDLE:
                     conn.commit()
-            self._liveness.add(conn)
+            self._pollers[id(conn)] = _socket_poller(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
     def _connect_failure_message(self, exc: psycopg.OperationalError) -> str:
-        reason = str(exc).strip()
-        if self._password:
-            # libpq never echoes the password, but a message is cheap to scrub.
-            reason = reason.replace(self._password, "***")
-        pool = "" if self.name == self.target else f" (pool {self.name!r})"
+        # libpq never echoes the password, but a message is cheap to scrub.
+        reason = mask_password(str(exc).strip(), self._password)
+        pool = "" if self._name == self.target else f" (pool {self._name!r})"
         return (
             f"could not connect to {self.target}{pool}: {reason}\n"
             "Check that the server is running and accepts connections there, "
@@ -257,36 +352,87 @@ class PostgresPool:
         )
 
     def _close_connection(self, conn: Connection) -> None:
-        self._liveness.remove(conn)
+        self._pollers.pop(id(conn), None)
         conn.close()
 
     def _check(self, conn: Connection) -> None:
-        if conn.pgconn.status != pq.ConnStatus.OK:
-            raise UnusableConnection("connection is closed")
-        if self._liveness.has_input(conn):
-            # The server spoke while the connection sat idle: most often a
-            # FATAL goodbye (backend terminated, server shutting down). An
-            # empty query reads it and proves the session alive, or raises.
-            if conn.autocommit:
-                conn.execute("")
-            else:
-                conn.autocommit = True
-                try:
-                    conn.execute("")
-                finally:
-                    conn.autocommit = False
+        # Hot path: runs on every borrow of an idle connection. One poll(2).
+        # No status check is needed first: reset left the connection IDLE and
+        # nobody does I/O on it while it sits in the pool.
+        if self._pollers[id(conn)]():
+            self._confirm_alive(conn)
+
+    def _confirm_alive(self, conn: Connection) -> None:
+        """The server spoke while the connection sat idle: find out what it said.
+
+        Most often a FATAL goodbye (backend terminated, server shutting down),
+        and the empty query raises; otherwise a notification or a notice, which
+        psycopg files away, and the connection is fine.
+        """
+        if conn.autocommit:
+            conn.execute("")
+            return
+        # Outside autocommit psycopg would open a transaction first.
+        conn.autocommit = True
+        try:
+            conn.execute("")
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
 
     def _reset(self, conn: Connection) -> None:
+        # Hot path: runs on every return. Usually three attribute reads.
+        if conn.pgconn.transaction_status != _IDLE:
+            self._end_transaction(conn)
+        if conn.row_factory is not tuple_row:
+            conn.row_factory = tuple_row
+        if conn.autocommit is not self.autocommit:
+            conn.autocommit = self.autocommit
+
+    def _end_transaction(self, conn: Connection) -> None:
+        """Roll back what a borrower left open; raise if it cannot be done cheaply."""
         status = conn.pgconn.transaction_status
-        if status == _IDLE:
-            return
         if status in (_INTRANS, _INERROR):
-            logger.info("pool %r: rolling back a transaction left open", self.name)
+            logger.info("pool %r: rolling back a transaction left open", self._name)
             conn.rollback()
             return
-        # ACTIVE (a query or COPY still running) or UNKNOWN (broken): cannot be
-        # cleaned without waiting on the server, so it is closed and replaced.
-        raise UnusableConnection(f"connection returned in state {status.name}")
+        state = pq.TransactionStatus(status).name
+        if status == _ACTIVE:
+            # A statement or COPY is still running. Ask the server to stop it
+            # (else it runs on, holding locks, and may even commit), then let
+            # the pool close the connection: draining could take forever.
+            self._cancel_running_statement(conn)
+            raise UnusableConnection(
+                f"connection returned with a statement or COPY still running ({state}); "
+                "it was cancelled and the connection is closed"
+            )
+        # UNKNOWN: the connection is closed or broken.
+        raise UnusableConnection(f"connection returned closed or broken ({state})")
+
+    def _cancel_running_statement(self, conn: Connection) -> None:
+        """Cancel the running statement; return once the server has answered.
+
+        The server ignores a cancel request that arrives before the backend
+        has started the statement (it is still reading it), so one request is
+        not enough when the statement was sent a moment ago: the request is
+        repeated, with growing pauses, until the server sends something (its
+        error, or data it had ready) or ``_CANCEL_TIMEOUT`` has passed. Best
+        effort: the connection is closed afterwards in any case, and a backend
+        busy writing (COPY TO) then stops on its own when the socket closes.
+        """
+        fd = conn.pgconn.socket
+        deadline = monotonic() + _CANCEL_TIMEOUT
+        pause = 0.01
+        while True:
+            try:
+                conn.cancel_safe(timeout=max(0.1, deadline - monotonic()))
+            except Exception as exc:
+                logger.info("pool %r: cancelling a left-over statement failed: %s", self._name, exc)
+                return
+            remaining = deadline - monotonic()
+            if remaining <= 0 or select.select([fd], [], [], min(pause, remaining))[0]:
+                return
+            pause = min(pause * 2, 0.25)
 
 
 def create_pool(
@@ -309,9 +455,13 @@ def create_pool(
     connections open lazily (unless ``min_connections`` is set), creating a
     pool succeeds while the server is down; the first borrow then fails with
     :class:`ConnectionFailed`, and a later one succeeds once the server is up.
+    With ``min_connections`` > 0, ``create_pool`` opens that many at once and
+    raises :class:`ConnectionFailed` if it cannot. A malformed ``conninfo``
+    raises ``psycopg.ProgrammingError`` at once.
 
     More options: ``min_connections``, ``max_lifetime``, ``max_idle``,
-    ``connect_timeout``, ``autocommit``, ``pgbouncer`` (set True behind
+    ``connect_timeout`` (seconds, at least 2; default ``min(10,
+    acquire_timeout)``), ``autocommit``, ``pgbouncer`` (set True behind
     PgBouncer in transaction mode: disables prepared statements),
     ``application_name``, ``name``, ``configure`` (called on each new
     connection), and any libpq parameter (``sslmode=...``, ``options=...``).
