@@ -221,10 +221,15 @@ def test_text_with_awkward_characters(conn: psycopg.Connection) -> None:
     assert cells(df["t"].isna()) == [False] * len(AWKWARD_TEXT) + [True]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     st.lists(
-        st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_characters="\x00"))),
+        st.one_of(
+            st.none(),
+            # PostgreSQL text holds any Unicode scalar value but NUL; lone
+            # surrogates are not valid UTF-8 and never reach the server.
+            st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00")),
+        ),
         max_size=5,
     )
 )
