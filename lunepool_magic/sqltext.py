@@ -66,6 +66,8 @@ _ASCII_IDENT_CONT = frozenset(string.ascii_letters + string.digits + "_$")
 # characters for PostgreSQL, so they are code, not blanks.
 _WS = " \t\n\r\f\v"
 _NON_WS_RE = re.compile(f"[^{_WS}]")
+# Anything that could start a region, end a statement or open a comment.
+_NOT_SIMPLE_RE = re.compile(r"""[;'"$]|--|/\*""")
 
 # The start of every region. An E-string or a dollar quote cannot start inside
 # an identifier (`somee'x'` is the word `somee` and a plain string; `a$$b` is
@@ -298,6 +300,20 @@ def split_statements(text: str) -> list[Statement]:
     prefers. An unclosed comment is kept too, not dropped as "only a comment":
     it may have swallowed the rest of the cell, and silence would hide that.
     """
+    if _NOT_SIMPLE_RE.search(text) is None:
+        # Most cells are one short statement (`%sql SELECT ...`). Without `;`,
+        # quotes, `$` or comment markers the lexer could only return the text,
+        # stripped of blanks, as one complete statement: skip its pass.
+        stripped = text.lstrip(_WS)
+        if not stripped:
+            return []
+        start = len(text) - len(stripped)
+        return [Statement(stripped.rstrip(_WS), start, 1 + text.count("\n", 0, start))]
+    return _split_lexed(text)
+
+
+def _split_lexed(text: str) -> list[Statement]:
+    """:func:`split_statements` without its shortcut (tests compare the two)."""
     chunks = _chunks(text)
     statements: list[Statement] = []
     line, line_pos = 1, 0  # `line` is the line number at offset `line_pos`
@@ -539,6 +555,8 @@ def bind_parameters(
     Raises :class:`UnknownParameter`, naming all missing names at once, when
     a name is not in ``namespace``.
     """
+    if ":" not in statement_text:  # no marker can be there: skip the lexer
+        return statement_text, None
     spans = _parameter_spans(statement_text)
     if not spans:
         return statement_text, None

@@ -70,7 +70,6 @@ import re
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from time import monotonic
 from types import EllipsisType
 from typing import Any, TypeVar
 
@@ -80,6 +79,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
 from lunepool_magic.pool import Borrow, Pool, PoolStats
+from lunepool_magic.postgres.cancel import cancel_statement
 from lunepool_magic.postgres.errors import must_discard
 
 __all__ = [
@@ -401,38 +401,13 @@ class PostgresPool:
             # A statement or COPY is still running. Ask the server to stop it
             # (else it runs on, holding locks, and may even commit), then let
             # the pool close the connection: draining could take forever.
-            self._cancel_running_statement(conn)
+            cancel_statement(conn, _CANCEL_TIMEOUT)
             raise UnusableConnection(
                 f"connection returned with a statement or COPY still running ({state}); "
                 "it was cancelled and the connection is closed"
             )
         # UNKNOWN: the connection is closed or broken.
         raise UnusableConnection(f"connection returned closed or broken ({state})")
-
-    def _cancel_running_statement(self, conn: Connection) -> None:
-        """Cancel the running statement; return once the server has answered.
-
-        The server ignores a cancel request that arrives before the backend
-        has started the statement (it is still reading it), so one request is
-        not enough when the statement was sent a moment ago: the request is
-        repeated, with growing pauses, until the server sends something (its
-        error, or data it had ready) or ``_CANCEL_TIMEOUT`` has passed. Best
-        effort: the connection is closed afterwards in any case, and a backend
-        busy writing (COPY TO) then stops on its own when the socket closes.
-        """
-        fd = conn.pgconn.socket
-        deadline = monotonic() + _CANCEL_TIMEOUT
-        pause = 0.01
-        while True:
-            try:
-                conn.cancel_safe(timeout=max(0.1, deadline - monotonic()))
-            except Exception as exc:
-                logger.info("pool %r: cancelling a left-over statement failed: %s", self._name, exc)
-                return
-            remaining = deadline - monotonic()
-            if remaining <= 0 or select.select([fd], [], [], min(pause, remaining))[0]:
-                return
-            pause = min(pause * 2, 0.25)
 
 
 def create_pool(

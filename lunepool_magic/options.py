@@ -1,0 +1,206 @@
+"""Parse the options at the start of a ``%sql`` line (or a ``%%sql`` cell's first line).
+
+One job: split a magic line into what the magic should do (connect, switch,
+close, list, store the result) and the SQL that follows, *without touching
+the SQL*. IPython's ``magic_arguments`` (argparse over ``shlex``) would
+re-tokenise the whole line, mangle quotes in SQL and cost tens of
+microseconds per cell, so the options are read by hand, left to right, and
+the rest of the line is kept as the exact original text.
+
+Grammar (options first, in any order; then the SQL)::
+
+    [--alias NAME | -a NAME] [--out VAR | -o VAR | VAR <<]
+    [--password | -W] [--list | -l] [--close [NAME] | -x [NAME]]
+    [postgresql://... | postgres://... | key=value ... | "quoted conninfo"]
+    [SQL ...]
+
+A connection target is a URL with scheme ``postgresql`` or ``postgres`` or
+a libpq conninfo (``host=... dbname=...``; a value may be single-quoted).
+SQL never starts with ``-``, with ``word=`` or with ``word <<``, so the
+options cannot be confused with the statement that follows them. A ``--``
+that is not one of the options above is an error rather than a comment:
+on a magic line, a SQL comment would swallow the whole statement.
+
+Importing this module imports nothing outside the standard library; it runs
+on every cell, so the common case (a line that starts with a SQL keyword)
+costs one regular-expression match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["MagicLine", "OptionError", "is_plain_sql", "parse_line"]
+
+
+class OptionError(ValueError):
+    """The magic line's options are malformed; the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MagicLine:
+    """What a magic line asks for.
+
+    ``sql`` is the text after the options, unchanged (may be empty);
+    ``sql_offset`` is where it starts in the line. ``target`` is the
+    connection string as typed (URL or conninfo) or None. ``close`` is True
+    for ``--close``; ``close_name`` is the alias it names, if any.
+    """
+
+    sql: str
+    sql_offset: int = 0
+    alias: str | None = None
+    out: str | None = None
+    target: str | None = None
+    password_prompt: bool = False
+    list_connections: bool = False
+    close: bool = False
+    close_name: str | None = None
+
+
+# The common case: the line starts with a word that is neither an option nor
+# a target nor a `VAR <<` capture. `\w+` then anything but `=`, `:` (URL
+# scheme) and `<<` right after the word.
+_PLAIN_SQL_RE = re.compile(r"\s*[A-Za-z_(]\w*(?![\w=:])(?!\s*<<)")
+
+_WORD_RE = re.compile(r"\S+")
+_IDENT_RE = re.compile(r"[A-Za-z_]\w*\Z")
+_URL_RE = re.compile(r"postgres(?:ql)?://\S*", re.IGNORECASE)
+# One conninfo pair: key=value, value single-quoted (with \' and \\) or bare.
+_PAIR_RE = re.compile(r"[A-Za-z_]+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)(?=\s|\Z)", re.DOTALL)
+_KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
+_SPACE_RE = re.compile(r"\s*")
+_CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*<<")
+
+_FLAGS_WITH_VALUE = {"--alias": "alias", "-a": "alias", "--out": "out", "-o": "out"}
+_FLAGS = {"--password": "password_prompt", "-W": "password_prompt", "--list": "list_connections"}
+_FLAGS["-l"] = "list_connections"
+_CLOSE = ("--close", "-x")
+
+
+def is_plain_sql(line: str) -> bool:
+    """True if ``line`` starts with SQL, not with an option, a target or ``VAR <<``.
+
+    The magic's hot path: such a line is all SQL, and :func:`parse_line`
+    would return it unchanged.
+    """
+    return _PLAIN_SQL_RE.match(line) is not None
+
+
+def parse_line(line: str) -> MagicLine:
+    """Split a magic line into options and SQL; raise :class:`OptionError` if malformed."""
+    if _PLAIN_SQL_RE.match(line):
+        return MagicLine(sql=line)
+
+    found: dict[str, object] = {}
+    pos = 0
+    n = len(line)
+    while True:
+        pos = _SPACE_RE.match(line, pos).end()
+        if pos >= n:
+            break
+        char = line[pos]
+        if char == "-":
+            pos = _read_flag(line, pos, found)
+            continue
+        capture = _CAPTURE_RE.match(line, pos)
+        if capture is not None:
+            _set_once(found, "out", capture.group(1), f"{capture.group(1)} <<")
+            pos = capture.end()
+            continue
+        target_end = _target_end(line, pos)
+        if target_end is not None:
+            if "target" in found:
+                raise OptionError("two connection strings on one line; give one per %sql")
+            target = line[pos:target_end]
+            if target[:1] in "\"'" and target[-1:] == target[:1]:
+                target = target[1:-1]
+            found["target"] = target
+            pos = target_end
+            continue
+        break  # the SQL starts here
+
+    sql = line[pos:]
+    result = MagicLine(sql=sql, sql_offset=pos, **found)  # type: ignore[arg-type]
+    if result.close and (sql.strip() or result.target or result.out or result.password_prompt):
+        raise OptionError("--close takes only a connection name: %sql --close [NAME]")
+    return result
+
+
+def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
+    """Read one option at ``pos``; return the position after it."""
+    word_match = _WORD_RE.match(line, pos)
+    assert word_match is not None  # line[pos] is "-"
+    word = word_match.group()
+    end = word_match.end()
+    value: str | None = None
+    if word.startswith("--") and "=" in word:
+        word, value = word.split("=", 1)
+    if word in _FLAGS_WITH_VALUE:
+        key = _FLAGS_WITH_VALUE[word]
+        if value is None:
+            value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
+            if value_match is None:
+                raise OptionError(f"{word} needs a name: {word} NAME")
+            value, end = value_match.group(), value_match.end()
+        if not _IDENT_RE.match(value):
+            raise OptionError(
+                f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
+            )
+        _set_once(found, key, value, word)
+        return end
+    if value is not None:
+        raise OptionError(f"{word} takes no value")
+    if word in _FLAGS:
+        _set_once(found, _FLAGS[word], True, word)
+        return end
+    if word in _CLOSE:
+        _set_once(found, "close", True, word)
+        name_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
+        if name_match is not None and _IDENT_RE.match(name_match.group()):
+            found["close_name"] = name_match.group()
+            return name_match.end()
+        return end
+    hint = " (a SQL comment on the %sql line would hide the statement)" if word[:2] == "--" else ""
+    raise OptionError(
+        f"unknown option {word}{hint}; options: --alias NAME, --out VAR (or VAR <<), "
+        "--password, --list, --close [NAME]; see %sql?"
+    )
+
+
+def _set_once(found: dict[str, object], key: str, value: object, spelled: str) -> None:
+    if key in found:
+        raise OptionError(f"{spelled} is given twice")
+    found[key] = value
+
+
+def _target_end(line: str, pos: int) -> int | None:
+    """End of a connection target starting at ``pos``, or None if none starts there."""
+    char = line[pos]
+    if char in "\"'":
+        close = line.find(char, pos + 1)
+        if close < 0:
+            return None
+        inner = line[pos + 1 : close]
+        if _URL_RE.match(inner) or _PAIR_RE.match(inner):
+            return close + 1
+        return None
+    url = _URL_RE.match(line, pos)
+    if url is not None:
+        return url.end()
+    end = pos
+    # key=value pairs: `host=h port=5432 dbname=d`.
+    while True:
+        gap = _SPACE_RE.match(line, end).end() if end > pos else pos
+        if not _KEY_RE.match(line, gap):
+            return end if end > pos else None
+        pair = _PAIR_RE.match(line, gap)
+        if pair is None:
+            # Half a pair would otherwise be sent as SQL, and the server would
+            # echo it back, password and all.
+            raise OptionError(
+                "could not parse the connection string (an unclosed quote?); it is not "
+                "repeated here because it may hold a password"
+            )
+        end = pair.end()

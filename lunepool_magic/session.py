@@ -1,0 +1,373 @@
+"""One named notebook connection: its pool, a transaction pinned across cells, running a cell.
+
+This is the magic's engine, kept free of IPython so it can be read (and
+tested) on its own; :mod:`lunepool_magic.magic` is only the IPython glue.
+
+A :class:`Session` owns one :class:`~lunepool_magic.postgres.PostgresPool`.
+Each cell borrows a connection, runs its statements in order on it, and
+gives it back; the pool lends the most recently returned connection first,
+so consecutive cells share a connection and its ``SET``\\ s and temporary
+tables, as in psql. Two things need more than a plain borrow:
+
+* **Transactions across cells.** The pool rolls back whatever a borrower
+  leaves open, so a ``BEGIN`` in one cell and ``COMMIT`` in a later one
+  cannot work with a borrow per cell. A cell that ends inside a transaction
+  (the connection is INTRANS or INERROR) therefore keeps its borrow open,
+  *pinned* to the session, and later cells run on that connection until a
+  cell ends outside a transaction; then the borrow is returned. Closing the
+  session returns it too, and the pool rolls the transaction back.
+* **Lost sessions.** When the connection a cell used is gone by the next
+  cell (a fatal error discarded it, or the pool found it dead and replaced
+  it), the next cell says once that session state was lost: otherwise a
+  vanished temp table or ``SET`` would be a mystery.
+
+Interrupts: psycopg cancels the running query on the server when Ctrl-C
+arrives while it waits for the result (``Connection.wait``), then re-raises
+KeyboardInterrupt. We let it reach the code that settles the connection
+(which returns or pins it like after any statement; when psycopg could not
+finish the cancellation, :func:`~lunepool_magic.postgres.cancel.finish_statement` does) and turn
+it into a short "query cancelled" error. An interrupt while waiting for a
+free connection leaves no trace in the pool (the pool guarantees that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import pq
+from psycopg.types.json import JsonbDumper
+
+from lunepool_magic import display
+from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
+from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
+from lunepool_magic.postgres.cancel import finish_statement
+from lunepool_magic.postgres.pool import describe_target
+from lunepool_magic.sqltext import Statement, UnknownParameter, bind_parameters
+
+__all__ = [
+    "APPLICATION_NAME",
+    "BoundStatement",
+    "CellResult",
+    "Session",
+    "UnknownParameter",
+    "bind_cell",
+    "describe_target",
+]
+
+#: What the magic's connections call themselves in pg_stat_activity.
+APPLICATION_NAME = "lunepool_magic"
+
+_ACTIVE = pq.TransactionStatus.ACTIVE
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
+_IN_TRANSACTION = (_INTRANS, _INERROR)
+
+
+class BoundStatement(NamedTuple):
+    """A statement ready to send: psycopg query text and its parameters (or None)."""
+
+    statement: Statement
+    sql: str
+    params: dict[str, Any] | None
+
+
+# The server's blanks (not Python's str.strip() set: U+00A0 is an identifier
+# character to PostgreSQL).
+_BLANKS = " \t\n\r\f\v"
+
+
+def bind_cell(statements: list[Statement], namespace: Mapping[str, Any]) -> list[BoundStatement]:
+    """Bind ``:name`` parameters of every statement before any of them runs.
+
+    Binding all first means a typo in the last statement's parameter stops
+    the cell before the first statement has changed anything. Every missing
+    name of the cell is reported at once.
+    """
+    bound: list[BoundStatement] = []
+    missing: list[str] = []
+    for statement in statements:
+        try:
+            sql, params = bind_parameters(statement.text, namespace)
+        except UnknownParameter as exc:
+            missing += [name for name in exc.names if name not in missing]
+            continue
+        if params is not None:
+            params = {name: _adapt(value) for name, value in params.items()}
+        bound.append(BoundStatement(statement, sql, params))
+    if missing:
+        raise UnknownParameter(missing)
+    return bound
+
+
+def _adapt(value: Any) -> Any:
+    """Values psycopg cannot adapt but a notebook commonly holds: arrays, Series, pd.NA."""
+    module = type(value).__module__
+    if module.startswith(("numpy", "pandas")):
+        if hasattr(value, "ndim") and getattr(value, "ndim", 0) >= 1 and hasattr(value, "tolist"):
+            return [None if _is_na(v) else v for v in value.tolist()]
+        if _is_na(value):
+            return None
+    return value
+
+
+def _is_na(value: Any) -> bool:
+    # pd.NA and pd.NaT, without importing pandas for every value.
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+class CellResult:
+    """What a cell produced: the last result set (or None) and lines to print.
+
+    ``status`` is the command status of the last statement (``INSERT 0 3``).
+    ``info`` lines go to stdout; ``warnings`` (server notices, "session
+    lost") to stderr, as psql prints notices.
+    """
+
+    __slots__ = ("frame", "info", "status", "warnings")
+
+    def __init__(self) -> None:
+        self.frame: Any = None
+        self.status = ""
+        self.info: list[str] = []
+        self.warnings: list[str] = []
+
+
+class Session:
+    """A named connection of the notebook: a pool and the transaction pinned to it.
+
+    ``source`` says where the connection string came from (``"url"``,
+    ``"DATABASE_URL"``, ``"embedded"``), for the connection list. The pool
+    keeps connections for the whole session (no max_lifetime/max_idle): a
+    notebook must not lose its temp tables or SETs because a connection aged.
+    """
+
+    def __init__(
+        self,
+        alias: str,
+        conninfo: str,
+        *,
+        max_connections: int,
+        acquire_timeout: float | None,
+        source: str = "url",
+        password: str | None = None,
+    ) -> None:
+        self.alias = alias
+        self.source = source
+        self.conninfo = conninfo  # as given; may hold a password: never shown
+        self._notices: list[str] = []  # server notices of the running cell
+        self.pool: PostgresPool = create_pool(
+            conninfo,
+            password=password,
+            max_connections=max_connections,
+            acquire_timeout=acquire_timeout,
+            max_lifetime=None,
+            max_idle=None,
+            application_name=APPLICATION_NAME,
+            name=alias,
+            configure=self._configure,
+        )
+        self._pinned: Borrow[Any] | None = None
+        self._pinned_conn: psycopg.Connection[Any] | None = None
+        # The connection the previous cell ran on, to notice when it is gone.
+        self._last_conn: psycopg.Connection[Any] | None = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def target(self) -> str:
+        """The masked connection target (no password), e.g. postgresql://me@host:5432/db."""
+        return self.pool.target
+
+    @property
+    def transaction(self) -> str:
+        """'' when no transaction is pinned, else 'open' or 'aborted'."""
+        conn = self._pinned_conn
+        if conn is None:
+            return ""
+        return "aborted" if conn.pgconn.transaction_status == _INERROR else "open"
+
+    def connect(self, timeout: float | None) -> None:
+        """Open (or check) one connection now, so a bad URL fails where it was typed."""
+        if self._pinned is not None:
+            return
+        try:
+            with self.pool.connection(timeout) as conn:
+                self._last_conn = conn
+        except (ConnectionFailed, PoolTimeout) as exc:
+            raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+        except KeyboardInterrupt as exc:
+            raise display.QueryCancelled(["Interrupted while connecting."]) from exc
+
+    def close(self) -> bool:
+        """Return a pinned connection (its transaction is rolled back) and close the pool.
+
+        Returns True if an open transaction was rolled back.
+        """
+        rolled_back = self._release_pinned()
+        self.pool.close()
+        return rolled_back
+
+    def _release_pinned(self) -> bool:
+        borrow, self._pinned, self._pinned_conn = self._pinned, None, None
+        if borrow is None:
+            return False
+        borrow.__exit__(None, None, None)  # the pool's reset rolls back
+        return True
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        # dicts as jsonb parameters (the issue asks for "dicts as json"; plain
+        # psycopg refuses to guess), and server notices (RAISE NOTICE, "...
+        # does not exist, skipping") collected for the cell to print, as psql does.
+        conn.adapters.register_dumper(dict, JsonbDumper)
+        conn.add_notice_handler(self._on_notice)
+
+    def _on_notice(self, diag: Any) -> None:
+        # Formatted now: psycopg's Diagnostic is only valid during the callback.
+        self._notices.append(display.notice_line(diag))
+
+    # ---------------------------------------------------------------- running
+
+    def run(
+        self, bound: list[BoundStatement], *, timeout: float | None, line_offset: int = 0
+    ) -> CellResult:
+        """Run a cell's statements in order on one connection; return the last result set.
+
+        ``line_offset`` is added to statement line numbers so that messages
+        count lines as the user sees the cell (1 for a ``%%sql`` body). Raises
+        :class:`~lunepool_magic.display.SqlCellError` (server error, pool
+        timeout, connection failure) or
+        :class:`~lunepool_magic.display.QueryCancelled` (interrupt).
+        """
+        out = CellResult()
+        borrow, conn = self._borrow(timeout)
+        last = self._last_conn
+        if last is not None and conn is not last and last.closed:
+            out.warnings.append(display.SESSION_LOST)
+        self._last_conn = conn
+
+        index = 0
+        error: BaseException | None = None
+        try:
+            for index, item in enumerate(bound):  # noqa: B007 (index is used after the loop)
+                result = run(conn, item.sql, item.params)
+                out.status = result.status
+                if result.frame is not None:
+                    out.frame = result.frame
+        except BaseException as exc:  # interrupts too: the connection must be settled first
+            error = exc
+        lost = self._settle(borrow, conn, error)
+
+        if self._notices:
+            out.warnings += self._notices
+            self._notices.clear()
+        state = self.transaction
+        if error is None:
+            if state:
+                out.info.append(
+                    display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
+                )
+            return out
+        raise self._failure(error, bound, index, line_offset, lost, state, out.warnings)
+
+    def _borrow(self, timeout: float | None) -> tuple[Borrow[Any], psycopg.Connection[Any]]:
+        if self._pinned is not None and self._pinned_conn is not None:
+            return self._pinned, self._pinned_conn
+        borrow = self.pool.connection(timeout)
+        try:
+            conn = borrow.__enter__()
+        except KeyboardInterrupt as exc:
+            stats = self.pool.stats()
+            raise display.QueryCancelled(
+                [
+                    "Interrupted before the query started (while waiting for a connection: "
+                    f"pool {self.alias!r} has {stats.in_use} of {stats.max_size} in use); "
+                    "nothing ran."
+                ]
+            ) from exc
+        except PoolTimeout as exc:
+            raise display.SqlCellError(
+                [
+                    f"ERROR:  {exc}",
+                    "HINT:  every connection of this pool is in use (by other threads or "
+                    "code borrowing from it); raise %config LunepoolMagic.max_connections, "
+                    "or %config LunepoolMagic.acquire_timeout to wait longer.",
+                ]
+            ) from exc
+        except (ConnectionFailed, PoolClosed) as exc:
+            raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+        return borrow, conn
+
+    def _settle(
+        self,
+        borrow: Borrow[Any],
+        conn: psycopg.Connection[Any],
+        error: BaseException | None,
+    ) -> bool:
+        """Pin, keep pinned, return or discard the connection; True if it was lost."""
+        if isinstance(error, KeyboardInterrupt) and not conn.closed:
+            # psycopg leaves the statement running when Ctrl-C lands in the Python
+            # part of its result loop; finish it, so the session survives.
+            finish_statement(conn)
+        if error is not None and must_discard(error, conn):
+            self._pinned = self._pinned_conn = None
+            borrow.discard()
+            borrow.__exit__(type(error), error, error.__traceback__)
+            return True
+        if not conn.closed and conn.pgconn.transaction_status in _IN_TRANSACTION:
+            self._pinned, self._pinned_conn = borrow, conn
+            return False
+        self._pinned = self._pinned_conn = None
+        if error is None:
+            borrow.__exit__(None, None, None)
+        else:
+            borrow.__exit__(type(error), error, error.__traceback__)
+        # An interrupt during cancellation can leave psycopg no choice but to
+        # close the connection; the pool then replaced it.
+        return conn.closed
+
+    def _failure(
+        self,
+        error: BaseException,
+        bound: list[BoundStatement],
+        index: int,
+        line_offset: int,
+        lost: bool,
+        state: str,
+        warnings: list[str],
+    ) -> BaseException:
+        """The exception that tells the user what happened to statement ``index``."""
+        count = len(bound)
+        item = bound[index]
+        line = item.statement.line + line_offset
+        place = display.statement_place(index, count, line)
+        if isinstance(error, KeyboardInterrupt):
+            lines = [f"Interrupted: query cancelled on the server{place}."]
+            exc_class: type[display.SqlCellError] = display.QueryCancelled
+        elif isinstance(error, psycopg.Error):
+            position = display.statement_position(error)
+            index_in_text = None
+            if position is not None:
+                index_in_text = display.original_position(
+                    position, item.sql, item.params is not None
+                )
+            lines = display.server_error_lines(
+                error, item.statement.text, index_in_text, item.statement.line + line_offset
+            )
+            sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
+            lines.append(f"({sqlstate}{place})")
+            exc_class = display.SqlCellError
+        else:
+            return error  # a bug or an unexpected failure: let its traceback show
+        if lost:
+            lines.append(display.CONNECTION_LOST)
+        elif state == "aborted":
+            lines.append(display.TRANSACTION_ABORTED)
+        elif state == "open":
+            lines.append(display.TRANSACTION_OPEN)
+        failure = exc_class(lines)
+        failure.warnings = warnings  # printed before the error, as they came first
+        failure.__cause__ = error
+        return failure
+
