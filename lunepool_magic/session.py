@@ -370,4 +370,3 @@ class Session:
         failure.warnings = warnings  # printed before the error, as they came first
         failure.__cause__ = error
         return failure
-
