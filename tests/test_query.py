@@ -659,3 +659,28 @@ def test_server_errors_pass_through_without_the_password(
     if password:
         assert password not in str(caught.value)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR  # untouched
+
+
+def test_run_tries_the_copy_fast_path_for_statements_that_read_from_something() -> None:
+    from lunepool_magic.postgres.query import _wants_fast_path
+
+    assert _wants_fast_path("SELECT * FROM big", None)
+    assert _wants_fast_path("select x\nfrom t", None)
+    assert not _wants_fast_path("SELECT 1", None)
+    assert not _wants_fast_path("SELECT now() AS fromage", None)
+    assert _wants_fast_path("SELECT 1", True)
+    assert not _wants_fast_path("SELECT * FROM big", False)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_run_limit_truncates_on_both_paths(conn: psycopg.Connection, fast: bool) -> None:
+    from lunepool_magic.postgres.query import run
+
+    sql = "SELECT g FROM generate_series(1, 10) g"
+    result = run(conn, sql, fast=fast, limit=3)
+    assert result.frame is not None
+    assert result.frame["g"].tolist() == [1, 2, 3]
+    assert result.frame.attrs["truncated"] is True
+    whole = run(conn, sql, fast=fast, limit=10)
+    assert whole.frame is not None and whole.frame.attrs["truncated"] is False
+    assert len(whole.frame) == 10

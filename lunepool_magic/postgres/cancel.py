@@ -64,15 +64,31 @@ def finish_statement(conn: psycopg.Connection[Any], timeout: float = 5.0) -> boo
         if not cancel_statement(conn, timeout):
             return False
         while pgconn.transaction_status == _ACTIVE:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return False
             if pgconn.is_busy():
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    return False
                 select.select([pgconn.socket], [], [], remaining)
                 pgconn.consume_input()
-            else:
-                pgconn.get_result()  # each result is dropped; None at the end
+                continue
+            result = pgconn.get_result()  # each result is dropped; None at the end
+            if result is not None and result.status == pq.ExecStatus.COPY_OUT:
+                # libpq repeats the COPY_OUT result until its data is read.
+                _drain_copy_out(pgconn, deadline)
+            elif result is not None and result.status == pq.ExecStatus.COPY_IN:
+                pgconn.put_copy_end(b"cancelled")
     except Exception as exc:
         logger.info("finishing a cancelled statement failed: %s", exc)
         return False
     return True
+
+
+def _drain_copy_out(pgconn: pq.abc.PGconn, deadline: float) -> None:
+    """Read and drop COPY TO data until it ends (or ``deadline`` passes)."""
+    while monotonic() < deadline:
+        nbytes, _ = pgconn.get_copy_data(1)
+        if nbytes == -1:
+            return
+        if nbytes == 0:
+            select.select([pgconn.socket], [], [], max(0.0, deadline - monotonic()))
+            pgconn.consume_input()

@@ -1,0 +1,452 @@
+"""A 1M-row ``SELECT *`` into a pandas DataFrame: our COPY fast path against the usual tools.
+
+The table (built here if it is missing or has another row count) is the one
+of issue 5: 1,000,000 rows of (id bigint, x float8 with 1% NULL, n int4, s
+text of 12 characters with 1% NULL, t timestamptz, b bool).
+
+Methods, each run in a **fresh subprocess** (imports, connect, a warm-up on
+``LIMIT 1000``, then one timed full fetch), **interleaved** round by round
+(the order rotates every round), ``--runs`` rounds:
+
+- ``lunepool_fastpath``: ours, :func:`lunepool_magic.postgres.fastpath.fetch_frame`
+  on a connection borrowed from our pool (``with_connection``);
+- ``lunepool_rowpath``: ours, the careful row path ``query()`` (for reference);
+- ``adbc``: ADBC's PostgreSQL driver, ``fetch_arrow_table().to_pandas()``;
+- ``connectorx``: ``connectorx.read_sql``;
+- ``read_sql``: ``pandas.read_sql`` with a SQLAlchemy engine (psycopg 3);
+- ``fetchall``: psycopg ``fetchall()`` + ``DataFrame.from_records``;
+- ``jupysql``: JupySQL's ``%sql`` with ``autopandas``;
+- ``psql_copy``: ``psql \\copy ... (FORMAT binary)`` to /dev/null: the wire
+  floor of a C client (process start included), no DataFrame.
+
+A peer that is not installed is reported as skipped (``pip install '.[bench]'``).
+Reported per method: median seconds, the median of the per-round ratios to
+ADBC (so both numbers of a ratio come from the same round), and peak RSS
+growth during the timed fetch (``ru_maxrss`` after minus before), with its
+ratio to ADBC's. On a shared machine compare the ratios, not the seconds.
+
+The server: ``--url``, else ``DATABASE_URL``, else the embedded server::
+
+    python benchmarks/bench_fetch.py [--runs 5] [--rows 1000000] [--only fast,adbc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+TABLE = "lunepool_bench_fetch"
+QUERY = f"SELECT * FROM {TABLE}"
+
+METHODS = [
+    "lunepool_fastpath",
+    "lunepool_rowpath",
+    "adbc",
+    "connectorx",
+    "read_sql",
+    "fetchall",
+    "jupysql",
+    "psql_copy",
+]
+REFERENCE = "adbc"
+SKIPPED = 3  # child exit code: a peer is not installed
+
+# JupySQL: no telemetry, no version check (they would also add network time).
+os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")
+os.environ.setdefault("PLOOMBER_VERSION_CHECK_DISABLED", "true")
+
+
+def server_url(arg: str | None) -> str:
+    if arg:
+        return arg
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    from lunepool_magic import embedded
+
+    return embedded.start()
+
+
+def masked(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo("", **params)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same server as a SQLAlchemy URL (psycopg 3 dialect)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    p = conninfo_to_dict(url)
+    auth = p.get("user", "")
+    if p.get("password"):
+        auth += ":" + p["password"]
+    host = p.get("host", "")
+    query = ""
+    if host.startswith("/"):  # Unix socket directory
+        query, host = f"?host={host}", ""
+    port = f":{p['port']}" if p.get("port") else ""
+    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
+
+
+def postgres_uri(url: str) -> str:
+    """A postgresql:// URI, which ADBC and connectorx want."""
+    return sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+# --------------------------------------------------------------------- table
+
+
+BUILD = f"""
+DROP TABLE IF EXISTS {TABLE};
+CREATE TABLE {TABLE} (
+    id bigint PRIMARY KEY,
+    x double precision,
+    n integer,
+    s text,
+    t timestamptz,
+    b boolean
+);
+INSERT INTO {TABLE}
+SELECT g::bigint,
+       CASE WHEN g % 100 = 7 THEN NULL ELSE ((g::bigint * 7919) % 1000003) / 1000.0 END,
+       (g % 100000)::int,
+       CASE WHEN g % 100 = 13 THEN NULL ELSE substr(md5(g::text), 1, 12) END,
+       timestamptz '2024-01-01 00:00:00+00' + (g::bigint * 1234567) * interval '1 microsecond',
+       (g % 3 = 0)
+FROM generate_series(1, %(rows)s) AS g;
+"""
+
+
+def build_table(url: str, rows: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [TABLE]).fetchone()
+        count = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() if found[0] else (0,)
+        if count[0] != rows:
+            print(f"building {TABLE} ({rows:,} rows) ...", flush=True)
+            conn.execute(BUILD.replace("%(rows)s", str(int(rows))))
+            conn.execute(f"VACUUM ANALYZE {TABLE}")
+        conn.execute(f"SELECT count(*) FROM {TABLE}")  # warm the cache
+
+
+# --------------------------------------------------------------------- child
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Skip(Exception):
+    pass
+
+
+def method_runner(method: str, url: str) -> Callable[[str], Any]:
+    """Import and connect for ``method``; return run(query) -> DataFrame (or None)."""
+    try:
+        return _method_runner(method, url)
+    except ImportError as exc:
+        raise Skip(f"{exc.name or exc} is not installed") from exc
+
+
+def _method_runner(method: str, url: str) -> Callable[[str], Any]:
+    if method in ("lunepool_fastpath", "lunepool_rowpath"):
+        from lunepool_magic.postgres import create_pool, query, with_connection
+        from lunepool_magic.postgres.fastpath import fetch_frame
+
+        pool = create_pool(url, max_connections=1)
+        fetch = fetch_frame if method == "lunepool_fastpath" else query
+
+        def run(q: str) -> Any:
+            frame = with_connection(pool, lambda conn: fetch(conn, q))
+            if frame is None:
+                raise RuntimeError("the fast path declined")
+            return frame
+
+        return run
+
+    if method == "adbc":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        aconn = adbc.connect(postgres_uri(url))
+
+        def run(q: str) -> Any:
+            with aconn.cursor() as cur:
+                cur.execute(q)
+                return cur.fetch_arrow_table().to_pandas()
+
+        return run
+
+    if method == "connectorx":
+        import connectorx as cx
+
+        uri = postgres_uri(url)
+        return lambda q: cx.read_sql(uri, q)
+
+    if method == "read_sql":
+        import pandas as pd
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(sqlalchemy_url(url))
+        return lambda q: pd.read_sql(q, engine)
+
+    if method == "fetchall":
+        import pandas as pd
+        import psycopg
+
+        pconn = psycopg.connect(url, autocommit=True)
+
+        def run(q: str) -> Any:
+            with pconn.cursor() as cur:
+                cur.execute(q)
+                rows = cur.fetchall()
+                return pd.DataFrame.from_records(rows, columns=[d.name for d in cur.description])
+
+        return run
+
+    if method == "jupysql":
+        import contextlib
+        import importlib.util
+
+        if importlib.util.find_spec("sql.magic") is None:
+            raise ImportError(name="jupysql")
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        cfg = Config()
+        cfg.HistoryManager.hist_file = ":memory:"
+        cfg.InteractiveShell.cache_size = 0
+        shell = InteractiveShell.instance(config=cfg)
+        devnull = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+        with contextlib.redirect_stdout(devnull):
+            shell.run_line_magic("load_ext", "sql")
+            shell.run_line_magic("config", "SqlMagic.autopandas = True")
+            shell.run_line_magic("config", "SqlMagic.displaycon = False")
+            shell.run_line_magic("sql", sqlalchemy_url(url))
+
+        def run(q: str) -> Any:
+            with contextlib.redirect_stdout(devnull):
+                return shell.run_line_magic("sql", q)
+
+        return run
+
+    if method == "psql_copy":
+        psql = shutil.which("psql")
+        if psql is None:
+            raise ImportError(name="psql")
+
+        def run(q: str) -> Any:
+            command = f"\\copy ({q}) TO '/dev/null' WITH (FORMAT binary)"
+            subprocess.run([psql, "-X", "-q", "-d", url, "-c", command], check=True)
+
+        return run
+
+    raise SystemExit(f"unknown method {method!r}")
+
+
+def child(method: str, url: str) -> None:
+    try:
+        run = method_runner(method, url)
+    except Skip as exc:
+        print("SKIPPED " + str(exc))
+        sys.exit(SKIPPED)
+    run(QUERY + " ORDER BY id LIMIT 1000")  # warm-up: lazy imports, type caches, plans
+    before = maxrss_mb()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    frame = run(QUERY)
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    after = maxrss_mb()
+    info: dict[str, Any] = {
+        "method": method,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rss_before_mb": before,
+        "rss_growth_mb": after - before,
+    }
+    if frame is not None:
+        info["shape"] = list(frame.shape)
+        info["dtypes"] = [str(t) for t in frame.dtypes]
+    else:  # psql: the work is in the child process
+        info["rss_growth_mb"] = None
+        info["note"] = "no DataFrame: wire floor"
+    print("RESULT " + json.dumps(info))
+
+
+# --------------------------------------------------------------------- driver
+
+
+def run_child(method: str, url: str, env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--url", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if proc.returncode == SKIPPED:
+        return {"skipped": proc.stdout.strip().removeprefix("SKIPPED ")}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout)[-2000:]}
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def round_order(methods: list[str], r: int) -> list[str]:
+    """Round ``r``'s order: the others rotate; ours and ADBC run back to back.
+
+    Other jobs on a shared machine come and go; run next to each other, the
+    two numbers of our ratio see the same load. Which of the two goes first
+    alternates, and the pair moves through the round.
+    """
+    pair = [m for m in ("lunepool_fastpath", REFERENCE) if m in methods]
+    others = [m for m in methods if m not in pair]
+    if others:
+        shift = r % len(others)
+        others = others[shift:] + others[:shift]
+    if r % 2:
+        pair.reverse()
+    at = r % (len(others) + 1)
+    return others[:at] + pair + others[at:]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="server (default: DATABASE_URL, else the embedded server)")
+    parser.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="table rows (default 1M)")
+    parser.add_argument("--only", help="comma-separated method name prefixes")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the raw results to this file")
+    args = parser.parse_args()
+    url = server_url(args.url)
+    if args.child:
+        child(args.child, url)
+        return
+
+    methods = [
+        m for m in METHODS if not args.only or any(m.startswith(p) for p in args.only.split(","))
+    ]
+    build_table(url, args.rows)
+    home = tempfile.mkdtemp(prefix="bench_fetch_")
+    env = dict(os.environ, IPYTHONDIR=os.path.join(home, "ipython"), MPLBACKEND="Agg")
+    print(f"server {masked(url)}; {args.runs} rounds of {len(methods)} methods, fresh processes")
+
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    skipped: dict[str, str] = {}
+    for r in range(args.runs):
+        for method in round_order(methods, r):
+            if method in skipped:
+                continue
+            info = run_child(method, url, env)
+            if "skipped" in info:
+                skipped[method] = info["skipped"]
+                print(f"  {method:18s} skipped: {info['skipped']}", flush=True)
+                continue
+            info["round"] = r
+            results[method].append(info)
+            if "error" in info:
+                print(f"  round {r} {method:18s} FAILED\n{info['error']}", flush=True)
+            else:
+                growth = info["rss_growth_mb"]
+                line = f"  round {r} {method:18s} {info['seconds']:7.3f} s"
+                line += f"  cpu {info['cpu_seconds']:6.3f} s"
+                if growth is not None:
+                    line += f"  +{growth:5.0f} MB"
+                print(line, flush=True)
+    shutil.rmtree(home, ignore_errors=True)
+    report(methods, results, skipped)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "skipped": skipped}, f, indent=1)
+
+
+def report(
+    methods: list[str], results: dict[str, list[dict[str, Any]]], skipped: dict[str, str]
+) -> None:
+    ok = {m: [x for x in results[m] if "seconds" in x] for m in methods}
+    ref = {x["round"]: x for x in ok.get(REFERENCE, [])}
+
+    def ratio_to_ref(method: str, key: str) -> float:
+        ratios = [
+            x[key] / ref[x["round"]][key]
+            for x in ok[method]
+            if x["round"] in ref and x.get(key) and ref[x["round"]].get(key)
+        ]
+        return median(ratios)
+
+    print()
+    print(
+        "| method | median s | × ADBC (time) | × ADBC (client CPU) "
+        "| peak RSS growth MB | × ADBC (memory) | rounds |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for m in methods:
+        if m in skipped:
+            print(f"| {m} | skipped: {skipped[m]} | | | | | |")
+            continue
+        runs = ok[m]
+        if not runs:
+            print(f"| {m} | failed | | | | | {len(results[m])} |")
+            continue
+        seconds = median([x["seconds"] for x in runs])
+        growth = [x["rss_growth_mb"] for x in runs if x["rss_growth_mb"] is not None]
+        mem = f"{median(growth):.0f}" if growth else "–"
+        mem_ratio = f"{ratio_to_ref(m, 'rss_growth_mb'):.2f}" if growth else "–"
+        cpu = f"{ratio_to_ref(m, 'cpu_seconds'):.2f}" if m != "psql_copy" else "–"
+        print(
+            f"| {m} | {seconds:.3f} | {ratio_to_ref(m, 'seconds'):.2f} | {cpu} "
+            f"| {mem} | {mem_ratio} | {len(runs)} |"
+        )
+
+    ours = "lunepool_fastpath"
+    if ok.get(ours) and ref:
+        print()
+        by_round = {x["round"]: x for x in ok[ours]}
+
+        def speedup(other: str) -> float:
+            return median(
+                [
+                    x["seconds"] / by_round[x["round"]]["seconds"]
+                    for x in ok.get(other, [])
+                    if x["round"] in by_round
+                ]
+            )
+
+        time_ratio = ratio_to_ref(ours, "seconds")
+        mem_ratio = ratio_to_ref(ours, "rss_growth_mb")
+        print("goals (issue 5), ratios from the same rounds:")
+        print(f"  time ≤ 1.25 × ADBC:    {time_ratio:.2f} ×  {verdict(time_ratio <= 1.25)}")
+        print(f"  memory ≤ 1.5 × ADBC:   {mem_ratio:.2f} ×  {verdict(mem_ratio <= 1.5)}")
+        for other in ("read_sql", "jupysql"):
+            if ok.get(other):
+                s = speedup(other)
+                print(f"  ≥ 5 × faster than {other + ':':10s} {s:.1f} ×  " + verdict(s >= 5))
+        dtypes = ok[ours][0].get("dtypes")
+        print(f"  our dtypes: {dtypes}")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+if __name__ == "__main__":
+    main()
