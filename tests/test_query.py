@@ -684,3 +684,16 @@ def test_run_limit_truncates_on_both_paths(conn: psycopg.Connection, fast: bool)
     whole = run(conn, sql, fast=fast, limit=10)
     assert whole.frame is not None and whole.frame.attrs["truncated"] is False
     assert len(whole.frame) == 10
+
+
+@pytest.mark.parametrize("call", ["query", "execute", "run"])
+def test_sql_with_a_nul_is_refused_before_anything_is_sent(conn: psycopg.Connection, call) -> None:
+    """Regression (found by the magic fuzz): libpq cut SQL at NUL, so a DELETE lost its WHERE."""
+    from lunepool_magic.postgres.query import execute, run
+
+    conn.execute("CREATE TEMP TABLE nul_guard (id int)")
+    conn.execute("INSERT INTO nul_guard VALUES (1), (2), (3)")
+    fn = {"query": query, "execute": execute, "run": run}[call]
+    with pytest.raises(psycopg.ProgrammingError, match=r"NUL character .* at offset 21"):
+        fn(conn, "DELETE FROM nul_guard\x00 WHERE id = 2")
+    assert conn.execute("SELECT count(*) FROM nul_guard").fetchone() == (3,)

@@ -641,6 +641,7 @@ def run(
     sets ``frame.attrs["truncated"]``; ``on_progress(rows, bytes, seconds)``
     is called about every 0.25 s of a fast-path fetch.
     """
+    _refuse_nul(sql)
     if isinstance(target, psycopg.Connection):
         if _wants_fast_path(sql, fast):
             from lunepool_magic.postgres.fastpath import fetch_frame  # imports this module
@@ -661,6 +662,23 @@ def run(
         return _limited(_run(target, sql, params), limit)
     finally:
         target.row_factory = saved
+
+
+def _refuse_nul(sql: Query) -> None:
+    """Refuse SQL text holding NUL, which libpq would silently cut short.
+
+    libpq sends SQL as a C string: everything after a NUL is dropped, so
+    ``DELETE FROM t\\0 WHERE id = 2`` would run as ``DELETE FROM t``.
+    """
+    text = sql if isinstance(sql, (str, bytes)) else None
+    if text is not None:
+        at = text.find("\x00" if isinstance(text, str) else b"\x00")
+        if at >= 0:
+            raise psycopg.ProgrammingError(
+                f"the SQL text holds a NUL character (\\x00) at offset {at}; PostgreSQL "
+                "cannot receive it (libpq would cut the statement there), so nothing was "
+                "sent. Remove it; send binary data as a bytes parameter instead."
+            )
 
 
 def _wants_fast_path(sql: Query, fast: bool | None) -> bool:
@@ -717,6 +735,7 @@ def execute(conn: psycopg.Connection[Any], sql: Query, params: Params | None = N
     statement returns are not fetched (use query() or run() for those).
     Runs in the connection's current transaction and never commits.
     """
+    _refuse_nul(sql)
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.statusmessage or ""
