@@ -179,6 +179,7 @@ class FaultThread(threading.Thread):
         stop_at: float,
         restarts_at: list[float],
         stop_event: threading.Event,
+        kinds: tuple[str, ...] = KINDS,
     ) -> None:
         super().__init__(name="chaos-faults", daemon=True)
         self.server = server
@@ -190,6 +191,10 @@ class FaultThread(threading.Thread):
         self.stop_at = stop_at
         self.restarts_at = list(restarts_at)
         self.stop_event = stop_event
+        unknown = set(kinds) - set(KINDS)
+        if not kinds or unknown:
+            raise ValueError(f"fault kinds must be some of {KINDS}, not {sorted(unknown)}")
+        self.kinds = tuple(kinds)  # the faults drawn between restarts
         self.admin = Admin(server.url, f"{app_name}-admin")
         self.injected: Counter[str] = Counter()
         self.missed: Counter[str] = Counter()  # no target found (e.g. no busy backend)
@@ -220,7 +225,7 @@ class FaultThread(threading.Thread):
                 break
             else:
                 if not bag:
-                    bag = list(KINDS)
+                    bag = list(self.kinds)
                     self.rng.shuffle(bag)
                 kind = bag.pop()
             try:

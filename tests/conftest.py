@@ -11,6 +11,8 @@
   ``.drop_all()``, ``.refuse()``, ``.accept()``, ``.stall()``).
 * ``pgbouncer_url``: a real PgBouncer in transaction mode in front of
   ``pg_url``; skipped if pgbouncer is not installed.
+* ``kernel``: a real Jupyter kernel (support/kernel.py) with the extension
+  loaded and ``DATABASE_URL`` set to ``pg_url``; shut down after the test.
 
 ``LUNEPOOL_CI_STRICT=1`` turns every skip into a failure (support/strict.py).
 """
@@ -21,6 +23,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -130,3 +133,17 @@ def pgbouncer_url(pg_url: str) -> Iterator[str]:
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
     with PgBouncer(pg_url, pool_mode="transaction") as bouncer:
         yield bouncer.url
+
+
+@pytest.fixture
+def kernel(pg_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A real kernel (``support.kernel.Kernel``) with ``%load_ext lunepool_magic`` done.
+
+    ``DATABASE_URL`` is ``pg_url``; the kernel is shut down after the test.
+    Skipped when jupyter_client is not installed.
+    """
+    pytest.importorskip("jupyter_client")
+    from support.kernel import start_kernel
+
+    with start_kernel(pg_url, tmp_path) as started:
+        yield started
