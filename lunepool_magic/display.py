@@ -43,6 +43,15 @@ TRANSACTION_ABORTED = (
 
 # Lines longer than this are cut around the error position, as psql does.
 _MAX_LINE = 100
+# A server message longer than this (the server echoes the rest of an
+# unterminated string "at or near", however long) is cut.
+_MAX_MESSAGE = 1000
+_MAX_MESSAGE_LINES = 20
+
+# What PostgreSQL cannot receive in text: NUL (libpq ends the string there,
+# so the statement would be cut short) and lone surrogates (not characters;
+# no encoding can send them).
+_UNSENDABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 
 class SqlCellError(Exception):
@@ -65,6 +74,48 @@ class SqlCellError(Exception):
 
 class QueryCancelled(SqlCellError):
     """The cell was interrupted (Ctrl-C, the notebook's stop button)."""
+
+
+def unsendable_lines(text: str, first_line: int, what: str = "the statement") -> list[str] | None:
+    """Error lines if ``text`` holds a character PostgreSQL cannot receive, else None.
+
+    A NUL would make libpq silently cut the statement short (``DELETE FROM t
+    <NUL> WHERE ...`` would delete every row); a lone surrogate (text decoded
+    with ``errors="surrogateescape"``) cannot be encoded at all. ``first_line``
+    is the cell line ``text`` starts on.
+    """
+    found = _UNSENDABLE_RE.search(text)
+    if found is None:
+        return None
+    line = first_line + text.count("\n", 0, found.start())
+    if found.group() == "\x00":
+        char = "a NUL character (\\x00)"
+        why = "PostgreSQL cannot receive it in SQL text (libpq would cut the statement there)"
+    else:
+        char = f"a lone surrogate ({found.group()!r})"
+        why = "it is not a character and cannot be encoded as UTF-8"
+    return [
+        f"ERROR:  {what} holds {char} on line {line}; {why}",
+        "HINT:  remove it; to send arbitrary bytes, bind a bytes variable as :name (bytea)",
+        "(nothing ran)",
+    ]
+
+
+def unsendable_char(text: str) -> str | None:
+    """What ``text`` holds that libpq cannot take (for messages that must not repeat it)."""
+    found = _UNSENDABLE_RE.search(text)
+    if found is None:
+        return None
+    return "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to a readable size, saying how much was left out."""
+    lines = text.split("\n")
+    if len(text) <= _MAX_MESSAGE and len(lines) <= _MAX_MESSAGE_LINES:
+        return text
+    kept = "\n".join(lines[:_MAX_MESSAGE_LINES])[:_MAX_MESSAGE]
+    return f"{kept}... ({len(text) - len(kept)} more characters)"
 
 
 def statement_place(index: int, count: int, line: int) -> str:
@@ -175,12 +226,12 @@ def server_error_lines(
     primary = getattr(diag, "message_primary", None)
     if not primary:
         text = str(exc).strip() or type(exc).__name__
-        return [f"ERROR:  {text}"]
-    lines = [f"{diag.severity or 'ERROR'}:  {primary}"]
+        return [f"ERROR:  {_shorten(text)}"]
+    lines = [f"{diag.severity or 'ERROR'}:  {_shorten(primary)}"]
     if index is not None:
         lines += caret_lines(statement_text, index, first_line)
     if diag.message_detail:
-        lines.append(f"DETAIL:  {diag.message_detail}")
+        lines.append(f"DETAIL:  {_shorten(diag.message_detail)}")
     if diag.message_hint:
         lines.append(f"HINT:  {diag.message_hint}")
     if diag.internal_query:

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import getpass
 import os
+import re
 import sys
 from collections import ChainMap
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from lunepool_magic.sqltext import split_statements
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from lunepool_magic.jobs import Job, JobTable
     from lunepool_magic.session import Session
 
 __all__ = ["LunepoolMagic", "load", "unload"]
@@ -54,6 +56,7 @@ _LIST_COLUMNS = [
     "target",
     "source",
     "transaction",
+    "jobs",
     "size",
     "idle",
     "in_use",
@@ -67,6 +70,14 @@ _LIST_COLUMNS = [
 
 _PLAN_CACHE_SIZE = 256
 _PLAN_TEXT_MAX = 4096
+
+# A cell whose text starts with a backslash is a psql command (\dt, \d orders).
+_META_RE = re.compile(r"\s*\\")
+
+_NEEDS_SQL = {
+    "explain": "%sql --explain SELECT ...  (or --analyze)",
+    "background": "%%sql --background df <<  then the SQL in the cell",
+}
 
 _engine: Any = None  # lunepool_magic.session, imported by the first cell that needs it
 
@@ -110,8 +121,10 @@ class LunepoolMagic(Magics):
         self._current: str | None = None
         # Cell text -> its statements, for cells without parameters (see _remember_plan).
         self._plans: dict[str, list[Any]] = {}
-        # Kernel shutdown: close the pools, so the server sees clean goodbyes
-        # and any pinned transaction is rolled back.
+        self._jobs: JobTable | None = None  # background jobs, made by the first one
+        # Kernel shutdown: cancel background jobs on the server and close the
+        # pools, so the server sees clean goodbyes and any pinned transaction
+        # is rolled back.
         atexit.register(self.close_all)
 
     @observe("max_connections")
@@ -128,7 +141,7 @@ class LunepoolMagic(Magics):
     @needs_local_scope
     @line_cell_magic
     def sql(self, line: str = "", cell: str | None = None, local_ns: Any = None) -> Any:
-        """Run SQL on PostgreSQL through the kernel's connection pool.
+        r"""Run SQL on PostgreSQL through the kernel's connection pool.
 
         Line and cell forms (statements of a cell run in order, on one
         connection)::
@@ -172,6 +185,34 @@ class LunepoolMagic(Magics):
         ``ROLLBACK``; each cell says so. Ctrl-C (the stop button) cancels the
         running statement on the server.
 
+        A DataFrame as a table (one transaction, loaded through COPY)::
+
+            %sql --persist df                       create table df; error if it exists
+            %sql --persist df --append              add the rows (also: --append df)
+            %sql --persist df --replace             drop and create it (also: --replace df)
+            %sql --persist df --table sales.orders  another name ("Quoted" keeps case)
+
+        psql's backslash commands, as DataFrames (``\?`` lists them)::
+
+            %sql \dt [PATTERN]     tables (\dv views, \di indexes, \ds sequences,
+            %sql \d orders         \dm materialized views); \d NAME: its columns
+            %sql \dn  \df  \l     schemas, functions, databases (\du roles, \dx
+                                   extensions); S: system objects too, +: more columns
+
+        Plans::
+
+            %sql --explain SELECT ...     the planner's estimates, as a tree
+            %sql --analyze SELECT ...     run it, with times and actual rows (in a
+                                          transaction that is rolled back)
+
+        Background queries, on other connections of the same server::
+
+            %%sql --background df <<      returns at once; df is set when it is done
+            %sql --jobs                   the jobs: state, rows, time, errors
+            %sql --wait [N]               wait for job N (or all not yet reported here),
+                                          say how they ended; N's rows if no VAR
+            %sql --cancel [N | all]       cancel on the server (default: all running)
+
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
         show_traceback, autoconnect). Also available as ``%lunesql``.
         """
@@ -185,8 +226,10 @@ class LunepoolMagic(Magics):
                 raise UsageError(str(exc)) from None
             if cell is None:
                 text, line_offset = opts.sql, 0
-            elif opts.close and cell.strip():
-                raise UsageError("%%sql --close takes no SQL; use %sql --close [NAME]")
+            elif opts.command is not None and cell.strip():
+                raise UsageError(
+                    f"%%sql {opts.command} takes no SQL; use the one-line form: %sql {opts.command}"
+                )
             elif opts.sql.strip():
                 # SQL on the %%sql line itself: it is line 1 of the cell.
                 text, line_offset = opts.sql + "\n" + cell, 0
@@ -204,9 +247,15 @@ class LunepoolMagic(Magics):
     def _dispatch(
         self, opts: MagicLine, text: str, line_offset: int, local_ns: Any, cell: bool
     ) -> Any:
-        """Everything but the hot path: connect, switch, list, close, then run."""
+        """Everything but the hot path: connect, switch, list, close, the commands, then run."""
         if opts.close:
             return self._close(opts.close_name)
+        if opts.jobs:
+            return self.jobs_frame()
+        if opts.wait:
+            return self._wait(opts.job)
+        if opts.cancel:
+            return self._cancel(opts.job)
         session = None
         if opts.target is not None:
             session = self._connect(opts.target, opts.alias, opts.password_prompt)
@@ -214,8 +263,13 @@ class LunepoolMagic(Magics):
             raise UsageError("--password goes with a connection string: %sql URL --password")
         elif opts.alias is not None:
             session = self._named(opts.alias)
+        if opts.persist is not None:
+            return self._persist(session or self._current_session(), opts, local_ns)
 
         if not text or text.isspace():
+            for flag, usage in _NEEDS_SQL.items():
+                if getattr(opts, flag) or (flag == "explain" and opts.analyze):
+                    raise UsageError(f"--{flag} needs a statement: {usage}")
             if opts.out is not None:
                 raise UsageError(f"nothing to store in {opts.out}: the cell has no statement")
             if opts.list_connections or (session is None and not cell):
@@ -226,6 +280,14 @@ class LunepoolMagic(Magics):
             return None
         if session is None:
             session = self._current_session()
+        if _META_RE.match(text):
+            if opts.explain or opts.analyze or opts.background:
+                raise UsageError("backslash commands run as they are: no --explain/--background")
+            return self._meta(session, text, opts.out)
+        if opts.explain or opts.analyze:
+            return self._explain(session, text, line_offset, local_ns, opts)
+        if opts.background:
+            return self._background(session, text, line_offset, local_ns, opts.out)
         return self._run(session, text, line_offset, local_ns, opts.out)
 
     def _run(
@@ -245,7 +307,7 @@ class LunepoolMagic(Magics):
             if local_ns is not None and local_ns is not user_ns:
                 namespace = ChainMap(local_ns, user_ns)  # %sql inside a function sees its locals
             try:
-                bound = engine.bind_cell(statements, namespace)
+                bound = engine.bind_cell(statements, namespace, line_offset=line_offset)
             except engine.UnknownParameter as exc:
                 raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
             self._remember_plan(text, bound)
@@ -277,6 +339,300 @@ class LunepoolMagic(Magics):
         if len(self._plans) >= _PLAN_CACHE_SIZE:
             self._plans.clear()
         self._plans[text] = bound
+
+    def _bind(self, text: str, local_ns: Any, line_offset: int) -> list[Any]:
+        """Split and bind a cell's text (not the hot path: no plan cache)."""
+        engine = _session_module()
+        statements = split_statements(text)
+        if not statements:
+            raise UsageError("the cell has no statement")
+        user_ns = self.shell.user_ns
+        namespace: Any = user_ns
+        if local_ns is not None and local_ns is not user_ns:
+            namespace = ChainMap(local_ns, user_ns)
+        try:
+            return engine.bind_cell(statements, namespace, line_offset=line_offset)
+        except engine.UnknownParameter as exc:
+            raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
+
+    def _show(self, cell: Any) -> None:
+        """Print a CellResult's notices (stderr) and transaction lines (stdout)."""
+        if cell.warnings:
+            print("\n".join(cell.warnings), file=sys.stderr)
+        if cell.info:
+            print("\n".join(cell.info))
+
+    # ---------------------------------------------------------------- persist
+
+    def _persist(self, session: Session, opts: MagicLine, local_ns: Any) -> None:
+        """``%sql --persist df [--append | --replace] [--table NAME]``."""
+        from lunepool_magic import persist
+
+        name = opts.persist
+        assert name is not None
+        namespace: Any = self.shell.user_ns
+        if local_ns is not None and local_ns is not namespace:
+            namespace = ChainMap(local_ns, namespace)
+        if name not in namespace:
+            raise UsageError(f"--persist {name}: there is no variable named {name!r}")
+        frame = namespace[name]
+        try:
+            table = persist.parse_table_name(opts.table or name)
+        except persist.PersistError as exc:
+            raise UsageError(str(exc)) from None
+
+        def work(conn: Any) -> Any:
+            try:
+                return persist.persist(conn, frame, table, mode=opts.persist_mode)
+            except persist.PersistError as exc:
+                lines = [f"ERROR:  {exc}"]
+                if exc.hint:
+                    lines.append(f"HINT:  {exc.hint}")
+                raise display.SqlCellError(lines) from exc
+
+        try:
+            result, cell = session.call(
+                work, timeout=self.acquire_timeout, what=f"--persist {name}"
+            )
+        except display.SqlCellError as err:
+            if not isinstance(err, display.QueryCancelled):
+                err.lines.append("Nothing was written.")
+            else:
+                err.lines[-1:-1] = ["Nothing was written."]
+            err.args = ("\n".join(err.lines),)
+            raise
+        self._show(cell)
+        took = f"{result.seconds:.2f} s"
+        columns = len(result.columns)
+        if result.mode == "append":
+            print(f"Appended {result.rows:,} rows to {result.table} in {took}.")
+        elif result.mode == "replace":
+            print(
+                f"Replaced table {result.table}: {result.rows:,} rows, "
+                f"{columns} columns, in {took}."
+            )
+        else:
+            print(
+                f"Created table {result.table} ({columns} columns) and loaded "
+                f"{result.rows:,} rows in {took}."
+            )
+
+    # ---------------------------------------------------------------- inspect
+
+    def _meta(self, session: Session, text: str, out: str | None) -> Any:
+        """A psql backslash command (``\\dt``, ``\\d orders``): its DataFrame."""
+        from lunepool_magic import meta
+
+        try:
+            command = meta.parse_meta(text)
+        except meta.MetaError as exc:
+            raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+
+        def work(conn: Any) -> Any:
+            try:
+                return meta.run_meta(conn, command)
+            except meta.MetaError as exc:
+                raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+
+        result, cell = session.call(work, timeout=self.acquire_timeout, what=command.text)
+        self._show(cell)
+        frame = result.frame
+        frame.attrs["title"] = result.title
+        frame.attrs["footer"] = list(result.footer or [])
+        if result.title:
+            print(result.title)
+        if result.footer:
+            print("\n".join(result.footer))
+        if out is not None:
+            self.shell.user_ns[out] = frame
+            return None
+        return frame
+
+    # ---------------------------------------------------------------- explain
+
+    def _explain(
+        self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine
+    ) -> Any:
+        """``%sql --explain|--analyze STATEMENT``: the plan, as a tree (a Plan object)."""
+        from lunepool_magic import explain
+
+        bound = self._bind(text, local_ns, line_offset)
+        if len(bound) != 1:
+            raise UsageError(
+                f"--explain takes one statement; this cell has {len(bound)} "
+                "(run the others in a cell of their own first)"
+            )
+        item = bound[0]
+        analyze = opts.analyze
+
+        def work(conn: Any) -> Any:
+            return explain.explain(conn, item.sql, item.params, analyze=analyze)
+
+        plan, cell = session.call(
+            work,
+            timeout=self.acquire_timeout,
+            what="EXPLAIN ANALYZE" if analyze else "EXPLAIN",
+            statement=item,
+            shift=len(explain.explain_prefix(analyze)),
+            line_offset=line_offset,
+        )
+        self._show(cell)
+        if opts.out is not None:
+            self.shell.user_ns[opts.out] = plan
+            return None
+        return plan
+
+    # ------------------------------------------------------------- background
+
+    def _job_table(self) -> JobTable:
+        if self._jobs is None:
+            from lunepool_magic.jobs import JobTable
+
+            self._jobs = JobTable(self._notify)
+        return self._jobs
+
+    def _assign(self, name: str, value: Any) -> None:
+        self.shell.user_ns[name] = value
+
+    @staticmethod
+    def _notify(job: Job) -> None:
+        """Print how a job ended; runs in the job's thread (see the README on where it shows)."""
+        out, err = job.report()
+        if err:
+            print("\n".join(err), file=sys.stderr, flush=True)
+        if out:
+            print("\n".join(out), flush=True)
+
+    def _background(
+        self, session: Session, text: str, line_offset: int, local_ns: Any, out: str | None
+    ) -> None:
+        """``%%sql --background [VAR <<]``: start the cell on another connection, return."""
+        bound = self._bind(text, local_ns, line_offset)
+        job = self._job_table().start(
+            session, bound, text=text, out=out, assign=self._assign, line_offset=line_offset
+        )
+        n = job.number
+        result = f"; {out} is set when it finishes" if out else ""
+        print(
+            f"[{n}] running in the background (server pid {job.pid}){result}. "
+            f"%sql --jobs lists jobs, --wait {n} waits, --cancel {n} cancels."
+        )
+        if session.transaction:
+            print(
+                f"Note: job [{n}] runs on another connection: it does not see this "
+                "notebook's open transaction (nor its temporary tables and SET).",
+                file=sys.stderr,
+            )
+
+    def jobs_frame(self) -> Any:
+        """The background jobs as a DataFrame (one row per job, newest last)."""
+        table = self._jobs
+        jobs = table.jobs() if table is not None else []
+        if not jobs:
+            print("No background jobs yet; %%sql --background df << starts one.")
+            return None
+        import pandas as pd
+
+        rows = []
+        for job in jobs:
+            first = job.text.strip().splitlines()[0] if job.text.strip() else ""
+            if len(first) > 60 or job.statements > 1 or "\n" in job.text.strip():
+                first = first[:57].rstrip() + " ..."
+            rows.append(
+                {
+                    "job": job.number,
+                    "state": str(job.state),
+                    "alias": job.alias,
+                    "variable": job.out or "",
+                    "rows": job.rows,
+                    "seconds": round(job.elapsed, 3),
+                    "started": job.started_at.replace(microsecond=0),
+                    "pid": job.pid,
+                    "statement": first,
+                    "error": job.error_lines[0] if job.error_lines else "",
+                }
+            )
+        frame = pd.DataFrame(rows).set_index("job")
+        frame["rows"] = frame["rows"].astype("Int64")
+        frame["pid"] = frame["pid"].astype("Int64")
+        return frame
+
+    def _selected_jobs(self, which: str | None, verb: str) -> list[Job]:
+        """Job ``which``; or, for --cancel, every running job; for --wait, every job
+        that is running or that no --wait/--cancel cell has reported yet (so that
+        ``--wait`` after a quick job still says how it ended, wherever its notice went).
+        """
+        table = self._jobs
+        if which is None or which == "all":
+            if table is None:
+                return []
+            if verb == "wait":
+                return table.unreported()
+            return table.running()
+        job = table.get(int(which)) if table is not None else None
+        if job is None:
+            known = ", ".join(str(j.number) for j in table.jobs()) if table else ""
+            raise UsageError(
+                f"--{verb} {which}: there is no background job {which} "
+                f"({'jobs: ' + known if known else 'no jobs yet'})"
+            )
+        return [job]
+
+    def _wait(self, which: str | None) -> Any:
+        """``%sql --wait [N]``: block until job N (or every unreported job) has finished."""
+        jobs = self._selected_jobs(which, "wait")
+        if not jobs:
+            print("No background job to wait for: none is running or unreported.")
+            return None
+        table = self._job_table()
+        try:
+            table.wait(jobs)
+        except KeyboardInterrupt as exc:
+            running = [j for j in jobs if not j.finished]
+            still = table.cancel(running, report_here=True)
+            numbers = ", ".join(f"[{j.number}]" for j in running)
+            lines = [f"Interrupted: cancelled background job(s) {numbers} on the server."]
+            lines += [j.summary() for j in jobs if j.finished]
+            lines += _still_running(still)
+            raise display.QueryCancelled(lines) from exc
+        failed = []
+        for job in jobs:
+            if job.state == "failed":
+                failed.append(job)
+                continue
+            out, err = job.report()
+            if err:
+                print("\n".join(err), file=sys.stderr)
+            if out:
+                print("\n".join(out))
+        if failed:
+            lines: list[str] = []
+            for job in failed:
+                lines += job.report()[1]
+            raise display.SqlCellError(lines)
+        if len(jobs) == 1 and jobs[0].out is None:
+            return jobs[0].frame
+        return None
+
+    def _cancel(self, which: str | None) -> None:
+        """``%sql --cancel [N | all]``: cancel on the server, wait for them to stop."""
+        jobs = self._selected_jobs(which, "cancel")
+        if not jobs:
+            print("No background job is running.")
+            return
+        finished = [j for j in jobs if j.finished]
+        for job in finished:
+            print(f"[{job.number}] had already finished ({job.state}); nothing to cancel.")
+        running = [j for j in jobs if not j.finished]
+        if not running:
+            return
+        still = self._job_table().cancel(running, report_here=True)
+        for job in running:
+            if job.finished:
+                out, err = job.report()
+                print("\n".join(out + err))
+        if still:
+            print("\n".join(_still_running(still)), file=sys.stderr)
 
     # ------------------------------------------------------------ connections
 
@@ -382,6 +738,7 @@ class LunepoolMagic(Magics):
         rows = []
         for alias, session in self._sessions.items():
             s = session.pool.stats()
+            running = len(self._jobs.running(alias)) if self._jobs is not None else 0
             rows.append(
                 [
                     alias,
@@ -389,6 +746,7 @@ class LunepoolMagic(Magics):
                     session.target,
                     session.source,
                     session.transaction,
+                    running,
                     s.size,
                     s.idle,
                     s.in_use,
@@ -407,11 +765,18 @@ class LunepoolMagic(Magics):
         if alias is None:
             raise UsageError("nothing to close: no connection is open")
         session = self._named(alias)
+        cancelled = []
+        if self._jobs is not None:
+            cancelled = self._jobs.running(alias)
+            self._jobs.cancel(cancelled, report_here=True)
         del self._sessions[alias]
         rolled_back = session.close()
         message = f"Closed {alias!r}"
         if rolled_back:
             message += " (its open transaction was rolled back)"
+        if cancelled:
+            numbers = ", ".join(f"[{j.number}]" for j in cancelled)
+            message += f" (its background jobs {numbers} were cancelled)"
         if self._current == alias:
             # The most recently connected of the others, if any, becomes current.
             self._current = next(reversed(self._sessions), None)
@@ -420,11 +785,25 @@ class LunepoolMagic(Magics):
         print(message + ".")
 
     def close_all(self) -> None:
-        """Close every connection (pinned transactions are rolled back); used at exit."""
+        """Cancel background jobs, close every connection (pinned transactions roll back).
+
+        Used at exit (atexit) and by ``%unload_ext``.
+        """
+        if self._jobs is not None:
+            with contextlib.suppress(Exception):
+                self._jobs.close()
         sessions, self._sessions, self._current = list(self._sessions.values()), {}, None
         for session in sessions:
             with contextlib.suppress(Exception):
                 session.close()
+
+
+def _still_running(jobs: list[Job]) -> list[str]:
+    return [
+        f"[{j.number}] did not stop within a few seconds; on the server: "
+        f"SELECT pg_cancel_backend({j.pid})"
+        for j in jobs
+    ]
 
 
 def _parse_conninfo(target: str) -> dict[str, Any]:
@@ -432,6 +811,12 @@ def _parse_conninfo(target: str) -> dict[str, Any]:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    bad = display.unsendable_char(target)
+    if bad is not None:
+        raise UsageError(
+            f"the connection string holds {bad}, which libpq cannot take; retype it (it is "
+            "not repeated here because it may hold a password)"
+        )
     try:
         return conninfo_to_dict(target)
     except psycopg.Error:

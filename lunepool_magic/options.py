@@ -11,8 +11,17 @@ Grammar (options first, in any order; then the SQL)::
 
     [--alias NAME | -a NAME] [--out VAR | -o VAR | VAR <<]
     [--password | -W] [--list | -l] [--close [NAME] | -x [NAME]]
+    [--persist VAR [--append | --replace] [--table NAME]]
+    [--append VAR | --replace VAR]           (short for --persist VAR --append/--replace)
+    [--explain] [--analyze]                  (--analyze implies --explain)
+    [--background]
+    [--jobs] [--wait [N]] [--cancel [N | all]]
     [postgresql://... | postgres://... | key=value ... | "quoted conninfo"]
     [SQL ...]
+
+``--table NAME`` is a table name as SQL spells it: ``orders``,
+``sales.orders``, ``"My Table"``, ``sales."Q1"`` (unquoted parts are
+folded to lower case later, by :mod:`lunepool_magic.persist`).
 
 A connection target is a URL with scheme ``postgresql`` or ``postgres`` or
 a libpq conninfo (``host=... dbname=...``; a value may be single-quoted).
@@ -46,6 +55,12 @@ class MagicLine:
     ``sql_offset`` is where it starts in the line. ``target`` is the
     connection string as typed (URL or conninfo) or None. ``close`` is True
     for ``--close``; ``close_name`` is the alias it names, if any.
+
+    ``persist`` is the variable ``--persist`` names, ``persist_mode`` one of
+    ``"create"``, ``"append"``, ``"replace"``, ``table`` the ``--table``
+    name as typed. ``explain``/``analyze``, ``background`` and ``jobs`` are
+    flags; ``wait``/``cancel`` are True for ``--wait``/``--cancel``, and
+    ``job`` is the job they name (``"3"``, ``"all"``) or None.
     """
 
     sql: str
@@ -57,6 +72,31 @@ class MagicLine:
     list_connections: bool = False
     close: bool = False
     close_name: str | None = None
+    persist: str | None = None
+    persist_mode: str = "create"
+    table: str | None = None
+    explain: bool = False
+    analyze: bool = False
+    background: bool = False
+    jobs: bool = False
+    wait: bool = False
+    cancel: bool = False
+    job: str | None = None
+
+    @property
+    def command(self) -> str | None:
+        """The option that makes this line a command taking no SQL, or None."""
+        if self.close:
+            return "--close"
+        if self.persist is not None:
+            return "--persist"
+        if self.jobs:
+            return "--jobs"
+        if self.wait:
+            return "--wait"
+        if self.cancel:
+            return "--cancel"
+        return None
 
 
 # The common case: the line starts with a word that is neither an option nor
@@ -76,7 +116,24 @@ _CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*<<")
 _FLAGS_WITH_VALUE = {"--alias": "alias", "-a": "alias", "--out": "out", "-o": "out"}
 _FLAGS = {"--password": "password_prompt", "-W": "password_prompt", "--list": "list_connections"}
 _FLAGS["-l"] = "list_connections"
+_FLAGS.update(
+    {"--explain": "explain", "--analyze": "analyze", "--background": "background", "--jobs": "jobs"}
+)
 _CLOSE = ("--close", "-x")
+# --persist VAR; --append [VAR] and --replace [VAR] set the mode (and VAR, if given).
+_PERSIST_MODES = {"--append": "append", "--replace": "replace"}
+# --wait [N], --cancel [N | all].
+_JOB_COMMANDS = {"--wait": "wait", "--cancel": "cancel"}
+_JOB_RE = re.compile(r"(\d+|all)(?=\s|\Z)")
+# A table name: one or two identifiers, each plain (letters, digits, _, $) or "quoted".
+_IDENT_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+_TABLE_RE = re.compile(rf"{_IDENT_PART}(?:\.{_IDENT_PART})?(?=\s|\Z)")
+
+_OPTIONS_HELP = (
+    "options: --alias NAME, --out VAR (or VAR <<), --password, --list, --close [NAME], "
+    "--persist VAR [--append | --replace] [--table NAME], --explain, --analyze, "
+    "--background, --jobs, --wait [N], --cancel [N | all]; see %sql?"
+)
 
 
 def is_plain_sql(line: str) -> bool:
@@ -125,7 +182,61 @@ def parse_line(line: str) -> MagicLine:
     result = MagicLine(sql=sql, sql_offset=pos, **found)  # type: ignore[arg-type]
     if result.close and (sql.strip() or result.target or result.out or result.password_prompt):
         raise OptionError("--close takes only a connection name: %sql --close [NAME]")
+    if not _NEW_STYLE_KEYS.isdisjoint(found):
+        _check_combination(result)
     return result
+
+
+# Options that take no SQL or exclude one another; checked only when one is given.
+_NEW_STYLE_KEYS = frozenset(
+    {
+        "persist",
+        "persist_mode",
+        "table",
+        "explain",
+        "analyze",
+        "background",
+        "jobs",
+        "wait",
+        "cancel",
+    }
+)
+
+
+def _check_combination(opts: MagicLine) -> None:
+    """Options that make no sense together, or one without the other it needs."""
+    if opts.persist is None and (opts.persist_mode != "create" or opts.table is not None):
+        spelled = "--table" if opts.table is not None else f"--{opts.persist_mode}"
+        raise OptionError(f"{spelled} goes with --persist VAR: %sql --persist df {spelled} ...")
+    command = opts.command
+    others = [
+        spelled
+        for spelled, given in (
+            ("--persist", opts.persist is not None),
+            ("--explain", opts.explain and not opts.analyze),
+            ("--analyze", opts.analyze),
+            ("--background", opts.background),
+            ("--jobs", opts.jobs),
+            ("--wait", opts.wait),
+            ("--cancel", opts.cancel),
+            ("--close", opts.close),
+        )
+        if given
+    ]
+    if len(others) > 1:
+        raise OptionError(f"{others[0]} and {others[1]} cannot be combined on one line")
+    if command is None:
+        return
+    if opts.sql.strip():
+        usage = {
+            "--persist": "%sql --persist VAR [--append | --replace] [--table NAME]",
+            "--jobs": "%sql --jobs",
+            "--wait": "%sql --wait [N]",
+            "--cancel": "%sql --cancel [N | all]",
+        }.get(command, command)
+        raise OptionError(f"{command} takes no SQL: {usage}")
+    if opts.out is not None:
+        raise OptionError(f"{command} stores nothing in a variable; leave out --out / VAR <<")
 
 
 def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
@@ -162,11 +273,53 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             found["close_name"] = name_match.group()
             return name_match.end()
         return end
+    if word == "--persist":
+        return _read_persist_var(line, end, found, word, required=True)
+    if word in _PERSIST_MODES:
+        if "persist_mode" in found:
+            raise OptionError("--append and --replace cannot be combined: pick one")
+        found["persist_mode"] = _PERSIST_MODES[word]
+        return _read_persist_var(line, end, found, word, required=False)
+    if word == "--table":
+        start = _SPACE_RE.match(line, end).end()
+        table = _TABLE_RE.match(line, start)
+        if table is None:
+            raise OptionError(
+                "--table needs a table name: --table orders, --table sales.orders, "
+                '--table "My Table"'
+            )
+        _set_once(found, "table", table.group(), word)
+        return table.end()
+    if word in _JOB_COMMANDS:
+        _set_once(found, _JOB_COMMANDS[word], True, word)
+        start = _SPACE_RE.match(line, end).end()
+        job = _JOB_RE.match(line, start)
+        if job is not None:
+            if job.group() == "all" and word == "--wait":
+                return job.end()  # --wait all: the same as --wait
+            found["job"] = job.group()
+            return job.end()
+        return end
     hint = " (a SQL comment on the %sql line would hide the statement)" if word[:2] == "--" else ""
-    raise OptionError(
-        f"unknown option {word}{hint}; options: --alias NAME, --out VAR (or VAR <<), "
-        "--password, --list, --close [NAME]; see %sql?"
-    )
+    raise OptionError(f"unknown option {word}{hint}; {_OPTIONS_HELP}")
+
+
+def _read_persist_var(
+    line: str, end: int, found: dict[str, object], word: str, *, required: bool
+) -> int:
+    """The VAR after --persist (required) or --append/--replace (optional)."""
+    value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
+    if value_match is None or value_match.group().startswith("-"):
+        if required:
+            raise OptionError(f"{word} needs the name of a DataFrame variable: {word} df")
+        return end
+    value = value_match.group()
+    if not _IDENT_RE.match(value):
+        raise OptionError(
+            f"{word} needs a Python variable name (letters, digits, _), not {value!r}"
+        )
+    _set_once(found, "persist", value, "the DataFrame to persist")
+    return value_match.end()
 
 
 def _set_once(found: dict[str, object], key: str, value: object, spelled: str) -> None:

@@ -32,8 +32,8 @@ free connection leaves no trace in the pool (the pool guarantees that).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -54,10 +54,13 @@ __all__ = [
     "UnknownParameter",
     "bind_cell",
     "describe_target",
+    "error_lines",
 ]
 
 #: What the magic's connections call themselves in pg_stat_activity.
 APPLICATION_NAME = "lunepool_magic"
+
+T = TypeVar("T")
 
 _ACTIVE = pq.TransactionStatus.ACTIVE
 _INTRANS = pq.TransactionStatus.INTRANS
@@ -77,23 +80,46 @@ class BoundStatement(NamedTuple):
 # character to PostgreSQL).
 _BLANKS = " \t\n\r\f\v"
 
+# The protocol counts a statement's parameters in 16 bits; libpq refuses more
+# (an OperationalError without SQLSTATE, which would cost the connection).
+MAX_PARAMETERS = 65535
 
-def bind_cell(statements: list[Statement], namespace: Mapping[str, Any]) -> list[BoundStatement]:
+
+def bind_cell(
+    statements: list[Statement], namespace: Mapping[str, Any], *, line_offset: int = 0
+) -> list[BoundStatement]:
     """Bind ``:name`` parameters of every statement before any of them runs.
 
     Binding all first means a typo in the last statement's parameter stops
     the cell before the first statement has changed anything. Every missing
-    name of the cell is reported at once.
+    name of the cell is reported at once. A statement holding a NUL or a lone
+    surrogate stops the cell here too (``SqlCellError``): libpq would cut
+    the statement short at a NUL, and a surrogate cannot be encoded.
+    ``line_offset`` is added to statement line numbers in that message.
     """
     bound: list[BoundStatement] = []
     missing: list[str] = []
-    for statement in statements:
+    for number, statement in enumerate(statements, 1):
+        what = "the statement" if len(statements) == 1 else f"statement {number}"
+        line = statement.line + line_offset
+        unsendable = display.unsendable_lines(statement.text, line, what)
+        if unsendable is not None:
+            raise display.SqlCellError(unsendable)
         try:
             sql, params = bind_parameters(statement.text, namespace)
         except UnknownParameter as exc:
             missing += [name for name in exc.names if name not in missing]
             continue
         if params is not None:
+            if len(params) > MAX_PARAMETERS:
+                raise display.SqlCellError(
+                    [
+                        f"ERROR:  the statement on line {line} has {len(params)} "
+                        f"parameters; PostgreSQL takes at most {MAX_PARAMETERS} per statement",
+                        "HINT:  pass many values as one list: WHERE id = ANY(:ids)",
+                        "(nothing ran)",
+                    ]
+                )
             params = {name: _adapt(value) for name, value in params.items()}
         bound.append(BoundStatement(statement, sql, params))
     if missing:
@@ -110,6 +136,44 @@ def _adapt(value: Any) -> Any:
         if _is_na(value):
             return None
     return value
+
+
+class _DictDumper(JsonbDumper):
+    """dict parameters as jsonb; one that json cannot encode is a clear DataError."""
+
+    def dump(self, obj: Any) -> Any:
+        try:
+            return super().dump(obj)
+        except (TypeError, ValueError) as exc:  # bytes, sets, circular references, ...
+            raise psycopg.DataError(f"a dict parameter cannot be sent as jsonb: {exc}") from None
+
+
+def _holds(value: Any, target: str, depth: int = 0) -> bool:
+    """Whether ``target`` is ``value`` or inside it (lists, tuples, dicts), by identity."""
+    if value is target:
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_holds(v, target, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds(v, target, depth + 1) for v in (*value.keys(), *value.values()))
+    return False
+
+
+def _unencodable(error: UnicodeEncodeError, params: dict[str, Any] | None) -> str:
+    """What could not be encoded: a parameter's value or the statement itself."""
+    bad = error.object[error.start : error.end]
+    kind = "a lone surrogate " if all("\ud800" <= c <= "\udfff" for c in bad) else ""
+    which = "the statement"
+    for name, value in (params or {}).items():
+        if _holds(value, error.object):
+            which = f"parameter :{name}"
+            break
+    return (
+        f"{which} holds {kind}{bad!r}, which cannot be encoded as {error.encoding} "
+        "(the connection's client_encoding); nothing of this statement was sent"
+    )
 
 
 def _is_na(value: Any) -> bool:
@@ -141,6 +205,14 @@ class Session:
     ``"DATABASE_URL"``, ``"embedded"``), for the connection list. The pool
     keeps connections for the whole session (no max_lifetime/max_idle): a
     notebook must not lose its temp tables or SETs because a connection aged.
+
+    Background jobs (``%%sql --background``) borrow from a second pool of the
+    same size and target, :attr:`background_pool`, opened on first use: the
+    pool lends the most recently returned connection first, so a job's
+    connection coming back to the cells' pool would take the place of the
+    one holding the notebook's session state (temporary tables, SET), and a
+    busy notebook could find every connection taken by jobs. Two pools keep
+    the cells on their connection and never lend a job the pinned one.
     """
 
     def __init__(
@@ -156,6 +228,9 @@ class Session:
         self.alias = alias
         self.source = source
         self.conninfo = conninfo  # as given; may hold a password: never shown
+        self._password = password  # for the background pool only; never shown
+        self._max_connections = max_connections
+        self._acquire_timeout = acquire_timeout
         self._notices: list[str] = []  # server notices of the running cell
         self.pool: PostgresPool = create_pool(
             conninfo,
@@ -168,6 +243,7 @@ class Session:
             name=alias,
             configure=self._configure,
         )
+        self._background: PostgresPool | None = None
         self._pinned: Borrow[Any] | None = None
         self._pinned_conn: psycopg.Connection[Any] | None = None
         # The connection the previous cell ran on, to notice when it is gone.
@@ -200,13 +276,35 @@ class Session:
         except KeyboardInterrupt as exc:
             raise display.QueryCancelled(["Interrupted while connecting."]) from exc
 
-    def close(self) -> bool:
-        """Return a pinned connection (its transaction is rolled back) and close the pool.
+    @property
+    def background_pool(self) -> PostgresPool:
+        """The pool background jobs borrow from (same target and size; opened on first use)."""
+        if self._background is None:
+            if self.pool.closed:
+                raise PoolClosed(f"connection {self.alias!r} is closed")
+            self._background = create_pool(
+                self.conninfo,
+                password=self._password,
+                max_connections=self._max_connections,
+                acquire_timeout=self._acquire_timeout,
+                max_lifetime=None,
+                max_idle=None,
+                application_name=APPLICATION_NAME,
+                name=f"{self.alias} (background)",
+                configure=_configure_background,
+            )
+        return self._background
 
-        Returns True if an open transaction was rolled back.
+    def close(self) -> bool:
+        """Return a pinned connection (its transaction is rolled back) and close the pools.
+
+        Returns True if an open transaction was rolled back. Connections that
+        background jobs hold are closed when the jobs give them back.
         """
         rolled_back = self._release_pinned()
         self.pool.close()
+        if self._background is not None:
+            self._background.close()
         return rolled_back
 
     def _release_pinned(self) -> bool:
@@ -220,12 +318,79 @@ class Session:
         # dicts as jsonb parameters (the issue asks for "dicts as json"; plain
         # psycopg refuses to guess), and server notices (RAISE NOTICE, "...
         # does not exist, skipping") collected for the cell to print, as psql does.
-        conn.adapters.register_dumper(dict, JsonbDumper)
+        conn.adapters.register_dumper(dict, _DictDumper)
         conn.add_notice_handler(self._on_notice)
 
     def _on_notice(self, diag: Any) -> None:
         # Formatted now: psycopg's Diagnostic is only valid during the callback.
         self._notices.append(display.notice_line(diag))
+
+    # ------------------------------------------------------------ other work
+
+    def call(
+        self,
+        work: Callable[[psycopg.Connection[Any]], T],
+        *,
+        timeout: float | None,
+        what: str,
+        statement: BoundStatement | None = None,
+        shift: int = 0,
+        line_offset: int = 0,
+    ) -> tuple[T, CellResult]:
+        """Run ``work(conn)`` on the cell's connection, like :meth:`run` runs statements.
+
+        For what is not a list of statements (persist, backslash commands,
+        EXPLAIN): the same connection (the pinned one inside a transaction),
+        the same settling afterwards, the same errors. ``what`` names the work
+        in messages ("persist", ...); ``statement`` is the user's statement the
+        work sent, if any, with ``shift`` characters put before it, so a
+        server error points into the user's text. Returns the work's value
+        and the cell's notices and transaction lines (``CellResult.info``).
+        Errors that are already :class:`~lunepool_magic.display.SqlCellError`
+        (the work's own explanations) get the transaction lines added.
+        """
+        out = CellResult()
+        borrow, conn = self._borrow(timeout)
+        last = self._last_conn
+        if last is not None and conn is not last and last.closed:
+            out.warnings.append(display.SESSION_LOST)
+        self._last_conn = conn
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            value = work(conn)
+        except BaseException as exc:  # interrupts too: the connection must be settled first
+            error = exc
+        lost = self._settle(borrow, conn, error)
+        if self._notices:
+            out.warnings += self._notices
+            self._notices.clear()
+        state = self.transaction
+        if error is None:
+            if state:
+                out.info.append(
+                    display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
+                )
+            return value, out
+        cause: BaseException = error
+        if isinstance(error, display.SqlCellError):
+            lines = list(error.lines)
+            exc_class: type[display.SqlCellError] = type(error)
+            cause = error.__cause__ or error
+        elif isinstance(error, KeyboardInterrupt):
+            lines = [f"Interrupted: {what} cancelled on the server."]
+            exc_class = display.QueryCancelled
+        elif isinstance(error, psycopg.Error):
+            if statement is not None:
+                lines = error_lines(error, [statement], 0, line_offset, shift=shift)
+            else:
+                lines = display.server_error_lines(error, "", None, 1)
+                sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
+                lines.append(f"({sqlstate})")
+            exc_class = display.SqlCellError
+        else:
+            raise error
+        raise _with_state(exc_class(lines), cause, lost, state, out.warnings)
 
     # ---------------------------------------------------------------- running
 
@@ -338,35 +503,78 @@ class Session:
         warnings: list[str],
     ) -> BaseException:
         """The exception that tells the user what happened to statement ``index``."""
-        count = len(bound)
-        item = bound[index]
-        line = item.statement.line + line_offset
-        place = display.statement_place(index, count, line)
         if isinstance(error, KeyboardInterrupt):
+            item = bound[index]
+            place = display.statement_place(index, len(bound), item.statement.line + line_offset)
             lines = [f"Interrupted: query cancelled on the server{place}."]
             exc_class: type[display.SqlCellError] = display.QueryCancelled
         elif isinstance(error, psycopg.Error):
-            position = display.statement_position(error)
-            index_in_text = None
-            if position is not None:
-                index_in_text = display.original_position(
-                    position, item.sql, item.params is not None
-                )
-            lines = display.server_error_lines(
-                error, item.statement.text, index_in_text, item.statement.line + line_offset
-            )
-            sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
-            lines.append(f"({sqlstate}{place})")
+            lines = error_lines(error, bound, index, line_offset)
+            exc_class = display.SqlCellError
+        elif isinstance(error, UnicodeEncodeError):
+            # Raised by psycopg while encoding the statement or a parameter,
+            # before anything is sent: the connection is untouched.
+            item = bound[index]
+            place = display.statement_place(index, len(bound), item.statement.line + line_offset)
+            lines = [f"ERROR:  {_unencodable(error, item.params)}", f"(no SQLSTATE{place})"]
             exc_class = display.SqlCellError
         else:
             return error  # a bug or an unexpected failure: let its traceback show
-        if lost:
-            lines.append(display.CONNECTION_LOST)
-        elif state == "aborted":
-            lines.append(display.TRANSACTION_ABORTED)
-        elif state == "open":
-            lines.append(display.TRANSACTION_OPEN)
-        failure = exc_class(lines)
-        failure.warnings = warnings  # printed before the error, as they came first
-        failure.__cause__ = error
-        return failure
+        return _with_state(exc_class(lines), error, lost, state, warnings)
+
+
+def error_lines(
+    error: psycopg.Error,
+    bound: list[BoundStatement],
+    index: int,
+    line_offset: int,
+    *,
+    shift: int = 0,
+) -> list[str]:
+    """psql-style lines for a server error in statement ``index`` of a cell.
+
+    ``shift`` is the number of characters sent before the statement (an
+    ``EXPLAIN (...)`` prefix), taken off the server's error position.
+    """
+    count = len(bound)
+    item = bound[index]
+    place = display.statement_place(index, count, item.statement.line + line_offset)
+    position = display.statement_position(error)
+    index_in_text = None
+    if position is not None and position > shift:
+        index_in_text = display.original_position(
+            position - shift, item.sql, item.params is not None
+        )
+    lines = display.server_error_lines(
+        error, item.statement.text, index_in_text, item.statement.line + line_offset
+    )
+    sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
+    lines.append(f"({sqlstate}{place})")
+    return lines
+
+
+def _with_state(
+    failure: display.SqlCellError,
+    cause: BaseException,
+    lost: bool,
+    state: str,
+    warnings: list[str],
+) -> display.SqlCellError:
+    """Add what became of the connection and transaction to ``failure``."""
+    if lost:
+        failure.lines.append(display.CONNECTION_LOST)
+    elif state == "aborted":
+        failure.lines.append(display.TRANSACTION_ABORTED)
+    elif state == "open":
+        failure.lines.append(display.TRANSACTION_OPEN)
+    failure.args = ("\n".join(failure.lines),)
+    failure.warnings = warnings  # printed before the error, as they came first
+    if failure.__cause__ is None:
+        failure.__cause__ = cause
+    return failure
+
+
+def _configure_background(conn: psycopg.Connection[Any]) -> None:
+    # dicts as jsonb parameters, as on the cells' connections; notices are
+    # collected by the job that runs on the connection (lunepool_magic.jobs).
+    conn.adapters.register_dumper(dict, _DictDumper)
