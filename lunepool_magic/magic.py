@@ -109,6 +109,12 @@ class LunepoolMagic(Magics):
         False,
         help="Show the full Python traceback of SQL errors, not just the server's message.",
     ).tag(config=True)
+    row_limit = Int(
+        None,
+        allow_none=True,
+        help="Most rows a query fetches; the server stops there and the cell says the "
+        "result was cut (None: all rows). Per cell: --limit N.",
+    ).tag(config=True)
     autoconnect = Bool(
         True,
         help="When nothing is connected, connect to DATABASE_URL, or start the embedded "
@@ -288,10 +294,16 @@ class LunepoolMagic(Magics):
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
             return self._background(session, text, line_offset, local_ns, opts.out)
-        return self._run(session, text, line_offset, local_ns, opts.out)
+        return self._run(session, text, line_offset, local_ns, opts.out, _row_limit(opts.limit))
 
     def _run(
-        self, session: Session, text: str, line_offset: int, local_ns: Any, out: str | None
+        self,
+        session: Session,
+        text: str,
+        line_offset: int,
+        local_ns: Any,
+        out: str | None,
+        limit: int | None = None,
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
         engine = _engine or _session_module()
@@ -312,7 +324,16 @@ class LunepoolMagic(Magics):
                 raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
             self._remember_plan(text, bound)
 
-        result = session.run(bound, timeout=self.acquire_timeout, line_offset=line_offset)
+        if limit is None:
+            limit = self.row_limit
+        result = session.run(
+            bound, timeout=self.acquire_timeout, line_offset=line_offset, limit=limit
+        )
+        if result.frame is not None and result.frame.attrs.get("truncated"):
+            print(
+                f"Showing the first {limit:,} rows; the result has more "
+                "(--limit N or %config LunepoolMagic.row_limit changes this)."
+            )
         if result.warnings:
             print("\n".join(result.warnings), file=sys.stderr)
         if out is not None:
@@ -869,3 +890,8 @@ def unload(shell: InteractiveShell) -> None:
                 del table[name]
     with contextlib.suppress(ValueError):
         shell.configurables.remove(magics)
+
+
+def _row_limit(typed: str | None) -> int | None:
+    """``--limit N`` as a number of rows (options.py checked the digits), or None."""
+    return None if typed is None else int(typed)

@@ -60,7 +60,8 @@ class MagicLine:
     ``"create"``, ``"append"``, ``"replace"``, ``table`` the ``--table``
     name as typed. ``explain``/``analyze``, ``background`` and ``jobs`` are
     flags; ``wait``/``cancel`` are True for ``--wait``/``--cancel``, and
-    ``job`` is the job they name (``"3"``, ``"all"``) or None.
+    ``job`` is the job they name (``"3"``, ``"all"``) or None. ``limit`` is
+    ``--limit N`` as typed (the magic checks it is a number).
     """
 
     sql: str
@@ -82,6 +83,7 @@ class MagicLine:
     wait: bool = False
     cancel: bool = False
     job: str | None = None
+    limit: str | None = None
 
     @property
     def command(self) -> str | None:
@@ -113,7 +115,13 @@ _KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
 _SPACE_RE = re.compile(r"\s*")
 _CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*<<")
 
-_FLAGS_WITH_VALUE = {"--alias": "alias", "-a": "alias", "--out": "out", "-o": "out"}
+_FLAGS_WITH_VALUE = {
+    "--alias": "alias",
+    "-a": "alias",
+    "--out": "out",
+    "-o": "out",
+    "--limit": "limit",
+}
 _FLAGS = {"--password": "password_prompt", "-W": "password_prompt", "--list": "list_connections"}
 _FLAGS["-l"] = "list_connections"
 _FLAGS.update(
@@ -130,7 +138,8 @@ _IDENT_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _TABLE_RE = re.compile(rf"{_IDENT_PART}(?:\.{_IDENT_PART})?(?=\s|\Z)")
 
 _OPTIONS_HELP = (
-    "options: --alias NAME, --out VAR (or VAR <<), --password, --list, --close [NAME], "
+    "options: --alias NAME, --out VAR (or VAR <<), --limit N, --password, --list, "
+    "--close [NAME], "
     "--persist VAR [--append | --replace] [--table NAME], --explain, --analyze, "
     "--background, --jobs, --wait [N], --cancel [N | all]; see %sql?"
 )
@@ -253,9 +262,15 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
         if value is None:
             value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
             if value_match is None:
-                raise OptionError(f"{word} needs a name: {word} NAME")
+                what = "a number of rows" if key == "limit" else "a name"
+                raise OptionError(f"{word} needs {what}: {word} {what.split()[-1].upper()}")
             value, end = value_match.group(), value_match.end()
-        if not _IDENT_RE.match(value):
+        if key == "limit":
+            if not value.isdigit():
+                raise OptionError(
+                    f"--limit takes a number of rows, not {value!r}: %sql --limit 100 SELECT ..."
+                )
+        elif not _IDENT_RE.match(value):
             raise OptionError(
                 f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
             )

@@ -395,12 +395,20 @@ class Session:
     # ---------------------------------------------------------------- running
 
     def run(
-        self, bound: list[BoundStatement], *, timeout: float | None, line_offset: int = 0
+        self,
+        bound: list[BoundStatement],
+        *,
+        timeout: float | None,
+        line_offset: int = 0,
+        limit: int | None = None,
+        on_progress: Any = None,
     ) -> CellResult:
         """Run a cell's statements in order on one connection; return the last result set.
 
         ``line_offset`` is added to statement line numbers so that messages
-        count lines as the user sees the cell (1 for a ``%%sql`` body). Raises
+        count lines as the user sees the cell (1 for a ``%%sql`` body).
+        ``limit`` and ``on_progress`` go to :func:`~lunepool_magic.postgres.run`
+        for each statement. Raises
         :class:`~lunepool_magic.display.SqlCellError` (server error, pool
         timeout, connection failure) or
         :class:`~lunepool_magic.display.QueryCancelled` (interrupt).
@@ -416,7 +424,7 @@ class Session:
         error: BaseException | None = None
         try:
             for index, item in enumerate(bound):  # noqa: B007 (index is used after the loop)
-                result = run(conn, item.sql, item.params)
+                result = run(conn, item.sql, item.params, limit=limit, on_progress=on_progress)
                 out.status = result.status
                 if result.frame is not None:
                     out.frame = result.frame
