@@ -47,6 +47,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from bench_common import server_url, sqlalchemy_url
+
 # JupySQL: no telemetry, no version check (they would also add network time).
 os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")
 os.environ.setdefault("PLOOMBER_VERSION_CHECK_DISABLED", "true")
@@ -54,32 +56,6 @@ os.environ.setdefault("PLOOMBER_VERSION_CHECK_DISABLED", "true")
 HAVE_JUPYSQL = importlib.util.find_spec("sql") is not None and (
     importlib.util.find_spec("sql.magic") is not None
 )
-
-
-def server_url(arg: str | None) -> str:
-    if arg:
-        return arg
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from lunepool_magic import embedded
-
-    return embedded.start()
-
-
-def sqlalchemy_url(url: str) -> str:
-    """JupySQL wants a SQLAlchemy URL: the same server through the psycopg 3 dialect."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    p = conninfo_to_dict(url)
-    auth = p.get("user", "")
-    if p.get("password"):
-        auth += ":" + p["password"]
-    host = p.get("host", "")
-    query = ""
-    if host.startswith("/"):  # Unix socket directory
-        query, host = f"?host={host}", ""
-    port = f":{p['port']}" if p.get("port") else ""
-    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
 
 
 # --------------------------------------------------------------- per cell

@@ -45,6 +45,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_common import server_url, sqlalchemy_url
+
 TABLE = "lunepool_bench_fetch"
 QUERY = f"SELECT * FROM {TABLE}"
 
@@ -66,16 +68,6 @@ os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")
 os.environ.setdefault("PLOOMBER_VERSION_CHECK_DISABLED", "true")
 
 
-def server_url(arg: str | None) -> str:
-    if arg:
-        return arg
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from lunepool_magic import embedded
-
-    return embedded.start()
-
-
 def masked(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -83,22 +75,6 @@ def masked(url: str) -> str:
     if params.get("password"):
         params["password"] = "***"
     return make_conninfo("", **params)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The same server as a SQLAlchemy URL (psycopg 3 dialect)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    p = conninfo_to_dict(url)
-    auth = p.get("user", "")
-    if p.get("password"):
-        auth += ":" + p["password"]
-    host = p.get("host", "")
-    query = ""
-    if host.startswith("/"):  # Unix socket directory
-        query, host = f"?host={host}", ""
-    port = f":{p['port']}" if p.get("port") else ""
-    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
 
 
 def postgres_uri(url: str) -> str:

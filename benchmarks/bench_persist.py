@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import decimal
 import importlib.util
-import os
 import statistics
 import time
 import uuid
@@ -44,32 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-
-
-def server_url(arg: str | None) -> str:
-    if arg:
-        return arg
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from lunepool_magic import embedded
-
-    return embedded.start()
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The same server through SQLAlchemy's psycopg 3 dialect."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    p = conninfo_to_dict(url)
-    auth = p.get("user", "")
-    if p.get("password"):
-        auth += ":" + p["password"]
-    host = p.get("host", "")
-    query = ""
-    if host.startswith("/"):
-        query, host = f"?host={host}", ""
-    port = f":{p['port']}" if p.get("port") else ""
-    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
+from bench_common import server_url, sqlalchemy_url
 
 
 def adbc_uri(url: str) -> str:

@@ -1,0 +1,36 @@
+"""Helpers the benchmark scripts share: which server to use, and its SQLAlchemy URL.
+
+The scripts run as ``python benchmarks/<script>.py``, so this folder is on
+``sys.path`` and they import this module by its plain name.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def server_url(arg: str | None) -> str:
+    """``arg``, else ``DATABASE_URL``, else the embedded server (started if needed)."""
+    if arg:
+        return arg
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    from lunepool_magic import embedded
+
+    return embedded.start()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same server as a SQLAlchemy URL (psycopg 3 dialect), for pandas and JupySQL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    p = conninfo_to_dict(url)
+    auth = p.get("user", "")
+    if p.get("password"):
+        auth += ":" + p["password"]
+    host = p.get("host", "")
+    query = ""
+    if host.startswith("/"):  # Unix socket directory
+        query, host = f"?host={host}", ""
+    port = f":{p['port']}" if p.get("port") else ""
+    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
