@@ -350,27 +350,8 @@ class Session:
         (the work's own explanations) get the transaction lines added.
         """
         out = CellResult()
-        borrow, conn = self._borrow(timeout)
-        last = self._last_conn
-        if last is not None and conn is not last and last.closed:
-            out.warnings.append(display.SESSION_LOST)
-        self._last_conn = conn
-        error: BaseException | None = None
-        value: Any = None
-        try:
-            value = work(conn)
-        except BaseException as exc:  # interrupts too: the connection must be settled first
-            error = exc
-        lost = self._settle(borrow, conn, error)
-        if self._notices:
-            out.warnings += self._notices
-            self._notices.clear()
-        state = self.transaction
+        value, error, lost, state = self._on_connection(timeout, work, out)
         if error is None:
-            if state:
-                out.info.append(
-                    display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
-                )
             return value, out
         cause: BaseException = error
         if isinstance(error, display.SqlCellError):
@@ -414,35 +395,56 @@ class Session:
         :class:`~lunepool_magic.display.QueryCancelled` (interrupt).
         """
         out = CellResult()
+        index = 0  # the statement running, for the error message
+
+        def statements(conn: psycopg.Connection[Any]) -> None:
+            nonlocal index
+            for index, item in enumerate(bound):  # noqa: B007 (index is read after an error)
+                result = run(conn, item.sql, item.params, limit=limit, on_progress=on_progress)
+                out.status = result.status
+                if result.frame is not None:
+                    out.frame = result.frame
+
+        _, error, lost, state = self._on_connection(timeout, statements, out)
+        if error is None:
+            return out
+        raise self._failure(error, bound, index, line_offset, lost, state, out.warnings)
+
+    def _on_connection(
+        self,
+        timeout: float | None,
+        work: Callable[[psycopg.Connection[Any]], T],
+        out: CellResult,
+    ) -> tuple[T | None, BaseException | None, bool, str | None]:
+        """Run ``work(conn)`` on the cell's connection and settle the connection.
+
+        The part :meth:`run` and :meth:`call` share: the pinned connection or
+        a borrowed one, the once-only "session lost" warning, settling (pin,
+        return or discard), the server's notices, and the transaction line.
+        The work's exception is returned, not raised, with whether the session
+        was lost and the transaction state, for the caller to explain.
+        """
         borrow, conn = self._borrow(timeout)
         last = self._last_conn
         if last is not None and conn is not last and last.closed:
             out.warnings.append(display.SESSION_LOST)
         self._last_conn = conn
-
-        index = 0
         error: BaseException | None = None
+        value: T | None = None
         try:
-            for index, item in enumerate(bound):  # noqa: B007 (index is used after the loop)
-                result = run(conn, item.sql, item.params, limit=limit, on_progress=on_progress)
-                out.status = result.status
-                if result.frame is not None:
-                    out.frame = result.frame
+            value = work(conn)
         except BaseException as exc:  # interrupts too: the connection must be settled first
             error = exc
         lost = self._settle(borrow, conn, error)
-
         if self._notices:
             out.warnings += self._notices
             self._notices.clear()
         state = self.transaction
-        if error is None:
-            if state:
-                out.info.append(
-                    display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
-                )
-            return out
-        raise self._failure(error, bound, index, line_offset, lost, state, out.warnings)
+        if error is None and state:
+            out.info.append(
+                display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
+            )
+        return value, error, lost, state
 
     def _borrow(self, timeout: float | None) -> tuple[Borrow[Any], psycopg.Connection[Any]]:
         if self._pinned is not None and self._pinned_conn is not None:
