@@ -11,73 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
+from support.backends import WAIT, wait_gone, wait_until, when_active
 
 from lunepool_magic.postgres import PostgresPool, create_pool, destroy_pool, must_discard
 from lunepool_magic.postgres import errors as errors_module
 
-WAIT = 10.0  # upper bound of every wait below; reached only when a test fails
 LONG_SLEEP = 30  # seconds a "long" statement would run if nothing stopped it
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll ``predicate`` until it returns something true; fail (not hang) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
-
-
-def state_of(admin: psycopg.Connection, pid: int) -> str | None:
-    """pg_stat_activity.state of backend ``pid``; None once it has exited."""
-    row = admin.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
-    return row[0] if row else None
-
-
-def wait_gone(admin: psycopg.Connection, pid: int) -> None:
-    wait_until(lambda: state_of(admin, pid) is None, f"backend {pid} has exited")
-
-
-@contextmanager
-def when_active(
-    admin: psycopg.Connection, pid: int, action: Callable[[], object]
-) -> Iterator[None]:
-    """Run ``action()`` in a thread once backend ``pid`` runs a statement.
-
-    Should anything go wrong in the thread, the statement is cancelled, so the
-    test fails instead of hanging.
-    """
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            wait_until(lambda: state_of(admin, pid) == "active", f"backend {pid} is busy")
-            action()
-        except BaseException as exc:
-            errors.append(exc)
-            admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join(WAIT)
-        if errors:
-            raise errors[0]
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from support.backends import WAIT, wait_gone, wait_until, when_active
 
 from lunepool_magic.postgres import (
     ConnectionFailed,
@@ -45,23 +46,10 @@ from lunepool_magic.postgres import (
     with_connection,
 )
 
-WAIT = 10.0  # upper bound of every wait below; reached only when a test fails
 LONG_SLEEP = 30  # seconds a "long" statement would run if nothing stopped it
 
 
 # --------------------------------------------------------------- helpers
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll ``predicate`` until it returns something true; fail (not hang) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
 
 
 @dataclass(frozen=True)
@@ -90,10 +78,6 @@ def backend_pids(admin: psycopg.Connection, app_name: str) -> set[int]:
     return {pid for (pid,) in rows}
 
 
-def wait_gone(admin: psycopg.Connection, pid: int) -> None:
-    wait_until(lambda: backend(admin, pid) is None, f"backend {pid} has exited")
-
-
 def wait_readable(conn: psycopg.Connection) -> None:
     """Wait until the server has sent something on ``conn``'s socket (nothing is read)."""
     readable, _, _ = select.select([conn.pgconn.socket], [], [], WAIT)
@@ -104,39 +88,6 @@ def wait_readable(conn: psycopg.Connection) -> None:
 def pid_of(conn: psycopg.Connection) -> int:
     """The server PID of the session, asked of the server (PgBouncer fakes the libpq one)."""
     return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-
-
-@contextmanager
-def when_active(
-    admin: psycopg.Connection, pid: int, action: Callable[[], object]
-) -> Iterator[None]:
-    """Run ``action()`` in a thread as soon as backend ``pid`` is running a statement.
-
-    Used around a long statement in the ``with`` body. Should anything go
-    wrong in the thread, the statement is cancelled, so the test fails
-    instead of hanging.
-    """
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            wait_until(
-                lambda: (b := backend(admin, pid)) is not None and b.state == "active",
-                f"backend {pid} runs a statement",
-            )
-            action()
-        except BaseException as exc:
-            errors.append(exc)
-            admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
-
-    thread = threading.Thread(target=run, name=f"when-active-{pid}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join(WAIT)
-        if errors:
-            raise errors[0]
 
 
 # --------------------------------------------------------------- fixtures
