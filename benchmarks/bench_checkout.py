@@ -41,9 +41,10 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from bench_common import serving
 
 from lunepool_magic.pool import Pool
 from lunepool_magic.postgres import create_pool, destroy_pool
@@ -53,22 +54,6 @@ OURS = "ours: with pool.connection(): pass"
 SIZE = 5
 
 Runner = Callable[[int], None]
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    """``DATABASE_URL``, or a running embedded server (stopped afterwards if we started it)."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    from lunepool_magic import embedded
-
-    url = embedded.start()
-    try:
-        yield url
-    finally:
-        embedded.stop()
 
 
 def _cpu_busy_seconds() -> float | None:
@@ -238,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.ops = 5, 1000
 
-    with server_url() as url:
+    with serving() as url:
         runners: dict[str, Runner] = {}
         closers: list[Callable[[], None]] = []
         for name, (factory, package) in CONTENDERS.items():

@@ -7,6 +7,8 @@ The scripts run as ``python benchmarks/<script>.py``, so this folder is on
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def server_url(arg: str | None) -> str:
@@ -34,3 +36,18 @@ def sqlalchemy_url(url: str) -> str:
         query, host = f"?host={host}", ""
     port = f":{p['port']}" if p.get("port") else ""
     return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
+
+
+@contextmanager
+def serving(arg: str | None = None) -> Iterator[str]:
+    """:func:`server_url`, stopping the embedded server afterwards if this started it."""
+    if arg or os.environ.get("DATABASE_URL"):
+        yield server_url(arg)
+        return
+    from lunepool_magic import embedded
+
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()

@@ -39,9 +39,10 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from bench_common import serving
 
 from lunepool_magic.postgres import create_pool, destroy_pool
 
@@ -51,22 +52,6 @@ SIZE = 5
 
 # A worker: (pool, how many, its wait list) -> None; it appends one wait per query.
 Worker = Callable[[int, list[float]], None]
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    """``DATABASE_URL``, or a running embedded server (stopped afterwards if we started it)."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    from lunepool_magic import embedded
-
-    url = embedded.start()
-    try:
-        yield url
-    finally:
-        embedded.stop()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -315,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"skipped: {name} ({package} is not installed; pip install -e '.[bench]')")
 
-    with server_url() as url:
+    with serving() as url:
         where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded server"
         print(
             f"Python {sys.version.split()[0]}, server: {where}; {args.threads} threads x "
