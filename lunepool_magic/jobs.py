@@ -159,7 +159,7 @@ class Job:
     def summary(self) -> str:
         """The one-line notice: ``[1] done in 2.31 s: df = 1,000 rows × 3 columns``."""
         tag = f"[{self.number}]"
-        took = _duration(self.elapsed)
+        took = display.duration(self.elapsed)
         if self.state is JobState.RUNNING:
             return f"{tag} running for {took}"
         if self.state is JobState.CANCELLED:
@@ -174,7 +174,8 @@ class Job:
             if self.out:
                 what += f"; {self.out} = None (no result set)"
         else:
-            shape = f"{_count(self.rows, 'row')} × {_count(self.columns or 0, 'column')}"
+            rows = display.count_of(self.rows, "row")
+            shape = f"{rows} × {display.count_of(self.columns or 0, 'column')}"
             if self.out:
                 what = f"{self.out} = {shape}"
             else:
@@ -194,20 +195,6 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.number} {self.state} on {self.alias!r}: {self.summary()}>"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 class JobTable:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from lunepool_magic.jobs import Job, JobTable
+    from lunepool_magic.progress import QueryProgress
     from lunepool_magic.session import Session
 
 __all__ = ["LunepoolMagic", "load", "unload"]
@@ -114,6 +115,13 @@ class LunepoolMagic(Magics):
         allow_none=True,
         help="Most rows a query fetches; the server stops there and the cell says the "
         "result was cut (None: all rows). Per cell: --limit N.",
+    ).tag(config=True)
+    progress_after = Float(
+        1.0,
+        allow_none=True,
+        help="Seconds a query streams before its cell shows progress (time, rows, MB/s), "
+        "updated in place and left as a one-line summary (None: never). In a terminal it "
+        "is a line on stderr; elsewhere nothing is shown.",
     ).tag(config=True)
     autoconnect = Bool(
         True,
@@ -219,8 +227,11 @@ class LunepoolMagic(Magics):
                                           say how they ended; N's rows if no VAR
             %sql --cancel [N | all]       cancel on the server (default: all running)
 
+        A query that streams for over a second shows its progress (time,
+        rows, MB/s) in the cell, settling into a one-line summary.
+
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
-        show_traceback, autoconnect). Also available as ``%lunesql``.
+        show_traceback, row_limit, progress_after, autoconnect). Also available as ``%lunesql``.
         """
         try:
             if cell is None and is_plain_sql(line):
@@ -326,9 +337,21 @@ class LunepoolMagic(Magics):
 
         if limit is None:
             limit = self.row_limit
-        result = session.run(
-            bound, timeout=self.acquire_timeout, line_offset=line_offset, limit=limit
-        )
+        progress = self._progress()
+        try:
+            result = session.run(
+                bound,
+                timeout=self.acquire_timeout,
+                line_offset=line_offset,
+                limit=limit,
+                on_progress=progress,
+            )
+        except BaseException:
+            if progress is not None:
+                progress.finish(failed=True)
+            raise
+        if progress is not None:
+            progress.finish()
         if result.frame is not None and result.frame.attrs.get("truncated"):
             print(
                 f"Showing the first {limit:,} rows; the result has more "
@@ -345,6 +368,18 @@ class LunepoolMagic(Magics):
         if result.info:
             print("\n".join(result.info))
         return result.frame if out is None else None
+
+    def _progress(self) -> QueryProgress | None:
+        """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""
+        if self.progress_after is None:
+            return None
+        from lunepool_magic.progress import QueryProgress, TerminalLine
+
+        if getattr(self.shell, "kernel", None) is not None:  # ipykernel's shell
+            return QueryProgress(_NotebookLine(), self.progress_after)
+        if sys.stderr.isatty():
+            return QueryProgress(TerminalLine(sys.stderr), self.progress_after)
+        return None
 
     def _remember_plan(self, text: str, bound: list[Any]) -> None:
         """Keep the split statements of a cell without parameters, for when it runs again.
@@ -817,6 +852,23 @@ class LunepoolMagic(Magics):
         for session in sessions:
             with contextlib.suppress(Exception):
                 session.close()
+
+
+class _NotebookLine:
+    """A progress line in the cell's output area: one display, updated in place."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def show(self, text: str) -> None:
+        from IPython.display import display as show_output
+
+        self._handle = show_output({"text/plain": text}, raw=True, display_id=True)
+
+    def update(self, text: str) -> None:
+        self._handle.update({"text/plain": text}, raw=True)
+
+    close = update
 
 
 def _still_running(jobs: list[Job]) -> list[str]:

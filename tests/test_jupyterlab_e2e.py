@@ -2,9 +2,9 @@
 
 What a person does: open ``notebooks/01-quickstart.ipynb`` in JupyterLab,
 Run > Run All Cells, read the page; then type ``%sql SELECT pg_sleep(60)``
-into a new cell, run it, press the toolbar's stop button, and run one more
-cell. Everything is checked in the page (the DOM JupyterLab renders), and
-on the server through ``pg_admin``:
+into a new cell, run it, press the toolbar's stop button, run one more
+cell, then a slow query. Everything is checked in the page (the DOM
+JupyterLab renders), and on the server through ``pg_admin``:
 
 * every code cell ran, in order, and shows what the stored notebook shows:
   the same kinds of output (a DataFrame as an HTML table, printed status,
@@ -14,6 +14,8 @@ on the server through ``pg_admin``:
 * the stop button cancels the running query on the server within seconds,
   the cell says so in one line (no traceback), and the next cell runs on
   the same kernel and renders its table;
+* a query that streams for longer than ``progress_after`` shows one
+  progress line above its table, settled into its summary;
 * shutting JupyterLab down ends the kernel and its server connections.
 
 The server runs on 127.0.0.1 with a random token on a port the OS picks,
@@ -72,6 +74,11 @@ QUICKSTART = "01-quickstart.ipynb"
 
 SLEEP_CELL = "%sql SELECT pg_sleep(60)"
 NEXT_CELL = "%sql SELECT 41 + 1 AS answer"
+# At least 1.5 s on the server (30 rows x 50 ms), streamed: past the 0.5 s threshold.
+PROGRESS_CELLS = (
+    "%config LunepoolMagic.progress_after = 0.5",
+    "%sql SELECT g, pg_sleep(0.05) AS slept FROM generate_series(1, 30) AS g",
+)
 # The magic's own line for an interrupted query (Session._failure in session.py).
 CANCELLED = "Interrupted: query cancelled on the server."
 VIEWPORT = {"width": 1280, "height": 900}
@@ -159,6 +166,7 @@ def test_quickstart_in_jupyterlab_then_the_stop_button_cancels_the_query(
 
         _check_stop_button_cancels(notebook, pg_admin)
         _check_next_cell_runs(notebook)
+        _check_progress_line(notebook)
         kernel_backends = _our_backends(pg_admin) - before
         assert kernel_backends, "the kernel's connections are not in pg_stat_activity"
 
@@ -307,6 +315,22 @@ def _check_next_cell_runs(notebook: NotebookPage) -> None:
     view = notebook.cells()[index]
     assert [o.mime for o in view.outputs] == ["text/html"], view.describe()
     assert view.outputs[0].tables == [[["", "answer"], ["0", "42"]]], view.describe()
+
+
+def _check_progress_line(notebook: NotebookPage) -> None:
+    """A slow streamed query shows one progress line, redrawn in place, then its table."""
+    from playwright.sync_api import expect
+
+    notebook.append_code_cell(PROGRESS_CELLS[0])
+    notebook.wait_until_run_done(timeout=30)
+    index = notebook.append_code_cell(PROGRESS_CELLS[1])
+    table = notebook.cell(index).locator(".jp-OutputArea-output[data-mime-type='text/html'] table")
+    expect(table, "the slow query shows no table").to_be_visible(timeout=30_000)
+    notebook.wait_until_run_done(timeout=30)
+    view = notebook.cells()[index]
+    assert [o.mime for o in view.outputs] == ["text/plain", "text/html"], view.describe()
+    line = view.outputs[0].text.strip()
+    assert line.startswith("Query done: ") and ", 30 rows (" in line, view.describe()
 
 
 # ------------------------------------------------------------------ helpers
