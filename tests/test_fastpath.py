@@ -765,6 +765,18 @@ def test_no_progress_callback_for_fast_queries_except_the_summary(conn: psycopg.
     assert len(calls) == 1 and calls[0][0] == 1
 
 
+def test_progress_summary_counts_the_rows_kept_under_a_limit(conn: psycopg.Connection) -> None:
+    calls: list[tuple[int, int, float]] = []
+    df = fetch_frame(
+        conn,
+        "SELECT g FROM generate_series(1, 100) g",
+        limit=5,
+        on_progress=lambda *a: calls.append(a),
+    )
+    assert df is not None and len(df) == 5 and df.attrs["truncated"]
+    assert calls[-1][0] == 5  # the sixth row, fetched to tell the result was cut, is not counted
+
+
 def test_an_error_in_the_progress_callback_cancels(conn: psycopg.Connection) -> None:
     def boom(rows: int, nbytes: int, elapsed: float) -> None:
         raise RuntimeError("display failed")

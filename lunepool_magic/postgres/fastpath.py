@@ -1117,9 +1117,10 @@ def fetch_frame(
 
     # 3. The frame.
     rows = decoder.rows
-    if on_progress is not None:
-        on_progress(rows, nbytes, time.monotonic() - started)
     nrows = rows if limit is None else min(rows, limit)
+    if on_progress is not None:
+        # The rows the caller gets: the one fetched past a limit only tells it was cut.
+        on_progress(nrows, nbytes, time.monotonic() - started)
     tz = conn.info.timezone if any(c.ct.kind is Kind.TIMESTAMPTZ for c in columns) else None
     src = _Source(None, tz)
     arrays = []
