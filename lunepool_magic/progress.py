@@ -17,6 +17,7 @@ report nothing and so show nothing.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol, TextIO
 
 from lunepool_magic.display import count_of, duration, size
@@ -67,6 +68,7 @@ class QueryProgress:
         self._shown = False
         self._finished = False
         self._last = (0, 0, 0.0)
+        self._since = 0.0  # when the reporting statement started (time.monotonic)
 
     @property
     def shown(self) -> bool:
@@ -74,6 +76,7 @@ class QueryProgress:
 
     def __call__(self, rows: int, nbytes: int, seconds: float) -> None:
         self._last = (rows, nbytes, seconds)
+        self._since = time.monotonic() - seconds
         if self._shown:
             self._line.update(progress_text(rows, nbytes, seconds))
         elif seconds >= self._after:
@@ -85,8 +88,13 @@ class QueryProgress:
         if self._finished:
             return
         self._finished = True
-        if self._shown:
-            self._line.close(progress_text(*self._last, "stopped" if failed else "done"))
+        if not self._shown:
+            return
+        if failed:  # the last report may be a quarter second old: count to now
+            rows, _, _ = self._last
+            self._line.close(progress_text(rows, 0, time.monotonic() - self._since, "stopped"))
+        else:
+            self._line.close(progress_text(*self._last, "done"))
 
 
 class TerminalLine:
