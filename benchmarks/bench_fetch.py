@@ -164,24 +164,7 @@ def _method_runner(method: str, url: str) -> Callable[[str], Any]:
         return run
 
     if method == "lunepool_magic":
-        import contextlib
-
-        from IPython.core.interactiveshell import InteractiveShell
-        from traitlets.config import Config
-
-        cfg = Config()
-        cfg.HistoryManager.hist_file = ":memory:"
-        cfg.InteractiveShell.cache_size = 0
-        shell = InteractiveShell.instance(config=cfg)
-        devnull = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
-        with contextlib.redirect_stdout(devnull):
-            shell.run_line_magic("load_ext", "lunepool_magic")
-            shell.run_line_magic("sql", url)
-
-        def run(q: str) -> Any:
-            return shell.run_line_magic("sql", q)
-
-        return run
+        return magic_runner(["%load_ext lunepool_magic", f"%sql {url}"])
 
     if method == "adbc":
         import adbc_driver_postgresql.dbapi as adbc
@@ -223,30 +206,18 @@ def _method_runner(method: str, url: str) -> Callable[[str], Any]:
         return run
 
     if method == "jupysql":
-        import contextlib
         import importlib.util
 
         if importlib.util.find_spec("sql.magic") is None:
             raise ImportError(name="jupysql")
-        from IPython.core.interactiveshell import InteractiveShell
-        from traitlets.config import Config
-
-        cfg = Config()
-        cfg.HistoryManager.hist_file = ":memory:"
-        cfg.InteractiveShell.cache_size = 0
-        shell = InteractiveShell.instance(config=cfg)
-        devnull = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
-        with contextlib.redirect_stdout(devnull):
-            shell.run_line_magic("load_ext", "sql")
-            shell.run_line_magic("config", "SqlMagic.autopandas = True")
-            shell.run_line_magic("config", "SqlMagic.displaycon = False")
-            shell.run_line_magic("sql", sqlalchemy_url(url))
-
-        def run(q: str) -> Any:
-            with contextlib.redirect_stdout(devnull):
-                return shell.run_line_magic("sql", q)
-
-        return run
+        return magic_runner(
+            [
+                "%load_ext sql",
+                "%config SqlMagic.autopandas = True",
+                "%config SqlMagic.displaycon = False",
+                f"%sql {sqlalchemy_url(url)}",
+            ]
+        )
 
     if method == "psql_copy":
         psql = shutil.which("psql")
@@ -260,6 +231,31 @@ def _method_runner(method: str, url: str) -> Callable[[str], Any]:
         return run
 
     raise SystemExit(f"unknown method {method!r}")
+
+
+def magic_runner(setup: list[str]) -> Callable[[str], Any]:
+    """An IPython shell (no history file, no output cache) set up by the ``setup``
+    lines; returns run(query) = ``%sql query``'s value, with its prints discarded."""
+    import contextlib
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.HistoryManager.hist_file = ":memory:"
+    cfg.InteractiveShell.cache_size = 0
+    shell = InteractiveShell.instance(config=cfg)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    with contextlib.redirect_stdout(devnull):
+        for line in setup:
+            magic, _, rest = line[1:].partition(" ")
+            shell.run_line_magic(magic, rest)
+
+    def run(q: str) -> Any:
+        with contextlib.redirect_stdout(devnull):
+            return shell.run_line_magic("sql", q)
+
+    return run
 
 
 def child(method: str, url: str) -> None:
