@@ -55,7 +55,7 @@ def make_shell() -> InteractiveShell:
     cfg = Config()
     cfg.HistoryAccessor.enabled = False
     cfg.InteractiveShell.cache_size = 0
-    cfg.InteractiveShell.colors = "NoColor"
+    cfg.InteractiveShell.colors = "nocolor"
     return InteractiveShell.instance(config=cfg)
 
 
