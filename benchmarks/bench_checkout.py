@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_common import serving
+from bench_common import available, serving
 
 from lunepool_magic.pool import Pool
 from lunepool_magic.postgres import create_pool, destroy_pool
@@ -192,16 +192,6 @@ CONTENDERS: dict[str, tuple[Callable[[str], tuple[Runner, Callable[[], None]]], 
     "SQLAlchemy QueuePool: raw_connection()+close()": (sqlalchemy_raw, "sqlalchemy"),
     "generic Pool of objects (no PostgreSQL)": (generic_pool, None),
 }
-
-
-def available(package: str | None) -> bool:
-    if package is None:
-        return True
-    try:
-        __import__(package)
-    except ImportError:
-        return False
-    return True
 
 
 def profile(run: Runner, ops: int) -> str:

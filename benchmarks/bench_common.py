@@ -1,4 +1,4 @@
-"""Helpers the benchmark scripts share: which server to use, and its SQLAlchemy URL.
+"""Helpers the benchmark scripts share: which server to use, its URLs, which peers exist.
 
 The scripts run as ``python benchmarks/<script>.py``, so this folder is on
 ``sys.path`` and they import this module by its plain name.
@@ -22,8 +22,8 @@ def server_url(arg: str | None) -> str:
     return embedded.start()
 
 
-def sqlalchemy_url(url: str) -> str:
-    """The same server as a SQLAlchemy URL (psycopg 3 dialect), for pandas and JupySQL."""
+def postgres_uri(url: str) -> str:
+    """The same server as a ``postgresql://`` URI (ADBC and connectorx take URIs only)."""
     from psycopg.conninfo import conninfo_to_dict
 
     p = conninfo_to_dict(url)
@@ -35,7 +35,23 @@ def sqlalchemy_url(url: str) -> str:
     if host.startswith("/"):  # Unix socket directory
         query, host = f"?host={host}", ""
     port = f":{p['port']}" if p.get("port") else ""
-    return f"postgresql+psycopg://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
+    return f"postgresql://{auth}@{host}{port}/{p.get('dbname', '')}{query}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same server as a SQLAlchemy URL (psycopg 3 dialect), for pandas and JupySQL."""
+    return postgres_uri(url).replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def available(package: str | None) -> bool:
+    """Whether ``package`` (a peer a benchmark compares with) is importable; None: no peer."""
+    if package is None:
+        return True
+    try:
+        __import__(package)
+    except ImportError:
+        return False
+    return True
 
 
 @contextmanager

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench_common import serving
+from bench_common import available, serving
 
 from lunepool_magic.postgres import create_pool, destroy_pool
 
@@ -255,16 +255,6 @@ def one_round(factory: Factory, url: str, app: str, threads: int, per_thread: in
         other_cores=other,
         server_cores=server,
     )
-
-
-def available(package: str | None) -> bool:
-    if package is None:
-        return True
-    try:
-        __import__(package)
-    except ImportError:
-        return False
-    return True
 
 
 def describe(name: str, r: Round) -> str:

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_common import server_url, sqlalchemy_url
+from bench_common import postgres_uri, server_url, sqlalchemy_url
 
 TABLE = "lunepool_bench_fetch"
 QUERY = f"SELECT * FROM {TABLE}"
@@ -79,11 +79,6 @@ def masked(url: str) -> str:
     if params.get("password"):
         params["password"] = "***"
     return make_conninfo("", **params)
-
-
-def postgres_uri(url: str) -> str:
-    """A postgresql:// URI, which ADBC and connectorx want."""
-    return sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 # --------------------------------------------------------------------- table

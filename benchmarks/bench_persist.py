@@ -43,20 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from bench_common import server_url, sqlalchemy_url
-
-
-def adbc_uri(url: str) -> str:
-    """A libpq URI (ADBC takes URIs only)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    p = conninfo_to_dict(url)
-    auth = p.get("user", "")
-    if p.get("password"):
-        auth += ":" + p["password"]
-    host = p.get("host", "localhost")
-    port = f":{p['port']}" if p.get("port") else ""
-    return f"postgresql://{auth}@{host}{port}/{p.get('dbname', '')}"
+from bench_common import postgres_uri, server_url, sqlalchemy_url
 
 
 def make_frame(rows: int, seed: int = 7) -> pd.DataFrame:
@@ -176,7 +163,7 @@ def main() -> None:
     if importlib.util.find_spec("adbc_driver_postgresql") is not None and not args.objects:
         import adbc_driver_postgresql.dbapi as adbc
 
-        adbc_conn = adbc.connect(adbc_uri(url))
+        adbc_conn = adbc.connect(postgres_uri(url))
         arrow_table = pa.Table.from_pandas(frame, preserve_index=False)
 
         def adbc_ingest() -> int:
