@@ -599,23 +599,7 @@ def _report_lines(f: Figures) -> list[str]:
     s = f.stats or {}
     lines.append(
         "final pool stats: "
-        + ", ".join(
-            f"{k} {s.get(k)}"
-            for k in (
-                "size",
-                "idle",
-                "in_use",
-                "waiting",
-                "max_size",
-                "requests",
-                "waits",
-                "timeouts",
-                "created",
-                "create_errors",
-                "destroyed",
-                "broken",
-            )
-        )
+        + ", ".join(f"{k} {v}" for k, v in s.items() if k != "transaction")
         + f", transaction {s.get('transaction')!r}"
     )
     lines.append(
