@@ -473,6 +473,20 @@ def _error(conn: psycopg.Connection[Any], result: Any) -> psycopg.Error:
     return psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
+def _finish(conn: psycopg.Connection[Any]) -> None:
+    """Read every result left of the statements sent; raise the first server error among them.
+
+    All are read before raising, so the connection is idle again either way.
+    """
+    pgconn = conn.pgconn
+    error = None
+    while (result := _next_result(pgconn)) is not None:
+        if result.status == ExecStatus.FATAL_ERROR and error is None:
+            error = _error(conn, result)
+    if error is not None:
+        raise error
+
+
 def _drain(conn: psycopg.Connection[Any]) -> None:
     """After a cancel request: read (and drop) everything until the server is done."""
     pgconn = conn.pgconn
@@ -574,13 +588,7 @@ def _copy_out(
     nbytes += len(buf)
     consume(buf, lens)
 
-    # The COPY's command status, then the statements after it (COMMIT/RELEASE).
-    error = None
-    while (result := _next_result(pgconn)) is not None:
-        if result.status == ExecStatus.FATAL_ERROR and error is None:
-            error = _error(conn, result)
-    if error is not None:
-        raise error
+    _finish(conn)  # the COPY's command status, then the statements after it (COMMIT/RELEASE)
     return nbytes
 
 
@@ -1141,12 +1149,7 @@ def _undo(conn: psycopg.Connection[Any], own: bool, locked: bool = False) -> Non
     command = "ROLLBACK" if own else f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE {_SAVEPOINT}"
     with contextlib.nullcontext() if locked else conn.lock:
         _send(pgconn, command.encode())
-        error = None
-        while (result := _next_result(pgconn)) is not None:
-            if result.status == ExecStatus.FATAL_ERROR and error is None:
-                error = _error(conn, result)
-        if error is not None:
-            raise error
+        _finish(conn)
 
 
 def _abandon(conn: psycopg.Connection[Any], own: bool) -> None:
