@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_common import available, serving
+from bench_common import available, cpu_busy_seconds, serving
 
 from lunepool_magic.pool import Pool
 from lunepool_magic.postgres import create_pool, destroy_pool
@@ -54,17 +54,6 @@ OURS = "ours: with pool.connection(): pass"
 SIZE = 5
 
 Runner = Callable[[int], None]
-
-
-def _cpu_busy_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (None where /proc/stat is missing)."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:8]]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu_seconds() -> float:
@@ -235,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             gc.freeze()
             for round_number in range(args.rounds):
-                busy0, own0, wall0 = _cpu_busy_seconds(), _own_cpu_seconds(), time.perf_counter()
+                busy0, own0, wall0 = cpu_busy_seconds(), _own_cpu_seconds(), time.perf_counter()
                 shift = round_number % len(names)  # rotate who goes first
                 for name in names[shift:] + names[:shift]:
                     run = runners[name]
                     start = time.perf_counter()
                     run(args.ops)
                     per_op[name].append((time.perf_counter() - start) / args.ops)
-                busy1, wall = _cpu_busy_seconds(), time.perf_counter() - wall0
+                busy1, wall = cpu_busy_seconds(), time.perf_counter() - wall0
                 if busy0 is not None and busy1 is not None:
                     other = (busy1 - busy0) - (_own_cpu_seconds() - own0)
                     other_cores.append(max(0.0, other) / wall)

@@ -1,4 +1,4 @@
-"""Helpers the benchmark scripts share: which server to use, its URLs, which peers exist.
+"""Helpers the benchmark scripts share: the server and its URLs, which peers exist, machine load.
 
 The scripts run as ``python benchmarks/<script>.py``, so this folder is on
 ``sys.path`` and they import this module by its plain name.
@@ -52,6 +52,17 @@ def available(package: str | None) -> bool:
     except ImportError:
         return False
     return True
+
+
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (None where /proc/stat is missing)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:8]]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench_common import available, serving
+from bench_common import available, cpu_busy_seconds, serving
 
 from lunepool_magic.postgres import create_pool, destroy_pool
 
@@ -61,16 +61,6 @@ def percentile(values: list[float], p: float) -> float:
     low = int(k)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
-def _cpu_busy_seconds() -> float | None:
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:8]]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _backend_pids(url: str, app: str) -> list[int]:
@@ -222,13 +212,13 @@ def one_round(factory: Factory, url: str, app: str, threads: int, per_thread: in
         # survives, so only the garbage made during the round is collected.
         gc.collect()
         gc.freeze()
-        busy0, own0, server0 = _cpu_busy_seconds(), os.times(), _process_cpu_seconds(backends)
+        busy0, own0, server0 = cpu_busy_seconds(), os.times(), _process_cpu_seconds(backends)
         start.wait()  # all threads are ready: go
         began = time.perf_counter()
         for worker in workers:
             worker.join()
         wall = time.perf_counter() - began
-        busy1, own1, server1 = _cpu_busy_seconds(), os.times(), _process_cpu_seconds(backends)
+        busy1, own1, server1 = cpu_busy_seconds(), os.times(), _process_cpu_seconds(backends)
     finally:
         gc.unfreeze()
         close()
