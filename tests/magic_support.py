@@ -30,6 +30,7 @@ import psycopg
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from support.backends import wait_until
 from traitlets.config import Config
 
 from lunepool_magic.magic import LunepoolMagic
@@ -165,15 +166,12 @@ def url_with_password(pg_url: str) -> tuple[str, str]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    The magic's tests poll the server (pg_stat_activity), so less often than
+    ``wait_until``'s default.
+    """
+    return wait_until(predicate, what, timeout, interval=0.05)
 
 
 @contextlib.contextmanager

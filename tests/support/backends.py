@@ -14,7 +14,9 @@ import pytest
 WAIT = 10.0  # upper bound of every wait; reached only when a test fails
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], what: str, timeout: float = WAIT, interval: float = 0.005
+) -> Any:
     """Poll ``predicate`` until it returns something true; fail (not hang) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -23,7 +25,7 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def state_of(admin: psycopg.Connection, pid: int) -> str | None:
