@@ -8,7 +8,7 @@ Methods, each run in a **fresh subprocess** (imports, connect, a warm-up on
 ``LIMIT 1000``, then one timed full fetch), **interleaved** round by round
 (the order rotates every round), ``--runs`` rounds:
 
-- ``lunepool_fastpath``: ours, :func:`lunepool_magic.postgres.fastpath.fetch_frame`
+- ``lunepool_fastpath``: ours, :func:`lunepool_magic.postgres.fetch.fetch_frame`
   on a connection borrowed from our pool (``with_connection``);
 - ``lunepool_magic``: ours, ``%sql SELECT ...`` in an IPython shell (what a
   notebook cell does, display aside: parsing, the session, the fast path);
@@ -141,7 +141,7 @@ def _method_runner(method: str, url: str) -> Callable[[str], Any]:
     if method in ("lunepool_fastpath", "lunepool_rowpath"):
         from lunepool_magic.postgres import create_pool, with_connection
         from lunepool_magic.postgres import run as run_sql
-        from lunepool_magic.postgres.fastpath import fetch_frame
+        from lunepool_magic.postgres.fetch import fetch_frame
 
         pool = create_pool(url, max_connections=1)
 

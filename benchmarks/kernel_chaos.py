@@ -77,7 +77,7 @@ for _path in (str(_ROOT), str(_HERE)):
 import psycopg  # noqa: E402
 from chaos_faults import KINDS, FaultThread, OwnServer, TimeoutTokens  # noqa: E402
 
-from lunepool_magic.session import APPLICATION_NAME  # noqa: E402
+from lunepool_magic.notebook.session import APPLICATION_NAME  # noqa: E402
 from tests.support.kernel import Kernel, Reply, start_kernel  # noqa: E402
 from tests.support.proxy import BreakableProxy  # noqa: E402
 

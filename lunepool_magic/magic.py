@@ -1,8 +1,8 @@
 """The IPython magics ``%sql`` / ``%%sql`` (alias ``%lunesql`` / ``%%lunesql``).
 
 This is the only module that imports IPython. It parses the magic line
-(:mod:`lunepool_magic.options`), keeps the kernel's named connections, and
-hands each cell to a :class:`~lunepool_magic.session.Session`, which owns the
+(:mod:`lunepool_magic.notebook.options`), keeps the kernel's named connections, and
+hands each cell to a :class:`~lunepool_magic.notebook.session.Session`, which owns the
 pool and the transaction pinned across cells.
 
 Start-up cost matters (``%load_ext`` runs in every notebook), so psycopg and
@@ -33,16 +33,16 @@ from IPython.core.magic import (
 )
 from traitlets import Bool, Float, Int, observe
 
-from lunepool_magic import display
-from lunepool_magic.options import MagicLine, OptionError, is_plain_sql, parse_line
+from lunepool_magic.notebook import messages as display
+from lunepool_magic.notebook.options import MagicLine, OptionError, is_plain_sql, parse_line
 from lunepool_magic.sqltext import split_statements
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from lunepool_magic.jobs import Job, JobTable
-    from lunepool_magic.progress import QueryProgress
-    from lunepool_magic.session import Session
+    from lunepool_magic.notebook.jobs import Job, JobTable
+    from lunepool_magic.notebook.progress import QueryProgress
+    from lunepool_magic.notebook.session import Session
 
 __all__ = ["LunepoolMagic", "load", "unload"]
 
@@ -80,13 +80,13 @@ _NEEDS_SQL = {
     "background": "%%sql --background df <<  then the SQL in the cell",
 }
 
-_engine: Any = None  # lunepool_magic.session, imported by the first cell that needs it
+_engine: Any = None  # lunepool_magic.notebook.session, imported by the first cell that needs it
 
 
 def _session_module() -> Any:
     global _engine
     if _engine is None:
-        from lunepool_magic import session
+        from lunepool_magic.notebook import session
 
         _engine = session
     return _engine
@@ -373,7 +373,7 @@ class LunepoolMagic(Magics):
         """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""
         if self.progress_after is None:
             return None
-        from lunepool_magic.progress import QueryProgress, TerminalLine
+        from lunepool_magic.notebook.progress import QueryProgress, TerminalLine
 
         if getattr(self.shell, "kernel", None) is not None:  # ipykernel's shell
             return QueryProgress(_NotebookLine(), self.progress_after)
@@ -422,7 +422,7 @@ class LunepoolMagic(Magics):
 
     def _persist(self, session: Session, opts: MagicLine, local_ns: Any) -> None:
         """``%sql --persist df [--append | --replace] [--table NAME]``."""
-        from lunepool_magic import persist
+        from lunepool_magic.postgres import persist
 
         name = opts.persist
         assert name is not None
@@ -477,7 +477,7 @@ class LunepoolMagic(Magics):
 
     def _meta(self, session: Session, text: str, out: str | None) -> Any:
         """A psql backslash command (``\\dt``, ``\\d orders``): its DataFrame."""
-        from lunepool_magic import meta
+        from lunepool_magic.postgres import meta
 
         try:
             command = meta.parse_meta(text)
@@ -510,7 +510,7 @@ class LunepoolMagic(Magics):
         self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine
     ) -> Any:
         """``%sql --explain|--analyze STATEMENT``: the plan, as a tree (a Plan object)."""
-        from lunepool_magic import explain
+        from lunepool_magic.postgres import explain
 
         bound = self._bind(text, local_ns, line_offset)
         if len(bound) != 1:
@@ -542,7 +542,7 @@ class LunepoolMagic(Magics):
 
     def _job_table(self) -> JobTable:
         if self._jobs is None:
-            from lunepool_magic.jobs import JobTable
+            from lunepool_magic.notebook.jobs import JobTable
 
             self._jobs = JobTable(self._notify)
         return self._jobs

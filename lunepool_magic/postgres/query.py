@@ -635,7 +635,7 @@ def run(
     psycopg's placeholders, ``%s`` or ``%(name)s``. No commit, no rollback.
 
     On a connection, a query may be fetched through COPY instead
-    (:mod:`lunepool_magic.postgres.fastpath`): ``fast=True`` always tries it,
+    (:mod:`lunepool_magic.postgres.fetch`): ``fast=True`` always tries it,
     ``False`` never, ``None`` when the statement reads FROM something.
     ``limit`` stops after that many rows (on the server, on the fast path) and
     sets ``frame.attrs["truncated"]``; ``on_progress(rows, bytes, seconds)``
@@ -644,7 +644,7 @@ def run(
     _refuse_nul(sql)
     if isinstance(target, psycopg.Connection):
         if _wants_fast_path(sql, fast):
-            from lunepool_magic.postgres.fastpath import fetch_frame  # imports this module
+            from lunepool_magic.postgres.fetch import fetch_frame  # imports this module
 
             frame = fetch_frame(target, sql, params, limit=limit, on_progress=on_progress)
             if frame is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from magic_support import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
+from support.shell import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     APPLICATION_NAME,
     Shell,
     active_queries,
@@ -28,9 +28,9 @@ from magic_support import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     wait_for,
 )
 
-from lunepool_magic.jobs import Job, JobState
 from lunepool_magic.magic import LunepoolMagic
-from lunepool_magic.options import OptionError, parse_line
+from lunepool_magic.notebook.jobs import Job, JobState
+from lunepool_magic.notebook.options import OptionError, parse_line
 
 DEADLINE = 15.0
 
@@ -468,7 +468,7 @@ def test_jupyterlab_shows_notices_in_the_latest_cell(
     from playwright.sync_api import expect, sync_playwright
     from support.jupyterlab import JupyterLab, NotebookPage, launch_chromium
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     work = Path(tempfile.mkdtemp(prefix="lpm-lab-"))
     (work / "nb").mkdir()
     (work / "nb" / "jobs.ipynb").write_text(json.dumps(_EMPTY_NOTEBOOK))

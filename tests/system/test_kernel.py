@@ -16,7 +16,7 @@ import time
 
 import psycopg
 import pytest
-from magic_support import APPLICATION_NAME, active_queries, wait_for
+from support.shell import APPLICATION_NAME, active_queries, wait_for
 
 pytest.importorskip("jupyter_client")
 from support.kernel import TIMEOUT, Kernel

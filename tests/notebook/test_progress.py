@@ -18,9 +18,9 @@ import time
 from typing import Any
 
 import pytest
-from magic_support import Shell, ip_fixture  # noqa: F401
+from support.shell import Shell, ip_fixture  # noqa: F401
 
-from lunepool_magic.progress import QueryProgress, TerminalLine, progress_text
+from lunepool_magic.notebook.progress import QueryProgress, TerminalLine, progress_text
 
 # 100 rows, 20 ms of sleep each: at least 2 s on the server, and it streams
 # (it reads FROM something), so it goes through the COPY path that reports.

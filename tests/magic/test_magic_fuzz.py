@@ -61,9 +61,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
-from magic_support import CellRun, Shell, ip_fixture  # noqa: F401
+from support.shell import CellRun, Shell, ip_fixture  # noqa: F401
 
-from lunepool_magic.display import SqlCellError
+from lunepool_magic.notebook.messages import SqlCellError
 
 MAX_ERROR_CHARS = 4000
 _PSQL_FIRST_LINE = re.compile(r"(ERROR|FATAL):  \S")

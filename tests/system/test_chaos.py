@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "chaos.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
 SECONDS = 15
 # Set-up (initdb) and teardown come on top of the run; a hang is caught here.
 TIMEOUT = SECONDS + 90

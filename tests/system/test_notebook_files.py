@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9]*.ipynb"))
 
 # Paths of the machine that ran the notebook, and passwords in connection strings.
 FORBIDDEN = re.compile(

@@ -39,7 +39,7 @@ import psycopg
 from psycopg import pq
 from psycopg.types.json import JsonbDumper
 
-from lunepool_magic import display
+from lunepool_magic.notebook import messages as display
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
 from lunepool_magic.postgres.cancel import finish_statement
@@ -346,7 +346,7 @@ class Session:
         work sent, if any, with ``shift`` characters put before it, so a
         server error points into the user's text. Returns the work's value
         and the cell's notices and transaction lines (``CellResult.info``).
-        Errors that are already :class:`~lunepool_magic.display.SqlCellError`
+        Errors that are already :class:`~lunepool_magic.notebook.messages.SqlCellError`
         (the work's own explanations) get the transaction lines added.
         """
         out = CellResult()
@@ -390,9 +390,9 @@ class Session:
         count lines as the user sees the cell (1 for a ``%%sql`` body).
         ``limit`` and ``on_progress`` go to :func:`~lunepool_magic.postgres.run`
         for each statement. Raises
-        :class:`~lunepool_magic.display.SqlCellError` (server error, pool
+        :class:`~lunepool_magic.notebook.messages.SqlCellError` (server error, pool
         timeout, connection failure) or
-        :class:`~lunepool_magic.display.QueryCancelled` (interrupt).
+        :class:`~lunepool_magic.notebook.messages.QueryCancelled` (interrupt).
         """
         out = CellResult()
         index = 0  # the statement running, for the error message
@@ -586,5 +586,5 @@ def _with_state(
 
 def _configure_background(conn: psycopg.Connection[Any]) -> None:
     # dicts as jsonb parameters, as on the cells' connections; notices are
-    # collected by the job that runs on the connection (lunepool_magic.jobs).
+    # collected by the job that runs on the connection (lunepool_magic.notebook.jobs).
     conn.adapters.register_dumper(dict, _DictDumper)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from magic_support import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
+from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
 
-from lunepool_magic.meta import MetaError, parse_meta, pattern_regexes
+from lunepool_magic.postgres.meta import MetaError, parse_meta, pattern_regexes
 
 
 @pytest.fixture

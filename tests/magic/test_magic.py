@@ -20,11 +20,11 @@ import pandas as pd
 import psycopg
 import pytest
 from IPython.core.error import UsageError
-from magic_support import Shell, ip_fixture, make_shell, url_with_password  # noqa: F401
 from psycopg.conninfo import conninfo_to_dict
+from support.shell import Shell, ip_fixture, make_shell, url_with_password  # noqa: F401
 
-from lunepool_magic.display import SqlCellError
 from lunepool_magic.magic import LunepoolMagic
+from lunepool_magic.notebook.messages import SqlCellError
 
 # ------------------------------------------------------------------ loading
 

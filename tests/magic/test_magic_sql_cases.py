@@ -16,7 +16,7 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from magic_support import Shell, ip_fixture  # noqa: F401 (provides the `ip` fixture)
+from support.shell import Shell, ip_fixture  # noqa: F401 (provides the `ip` fixture)
 
 from lunepool_magic.sqltext import _split_lexed, split_statements
 

@@ -21,14 +21,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from magic_support import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
+from support.shell import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     Shell,
     active_queries,
     interrupt_main_after,
     ip_fixture,
 )
 
-from lunepool_magic.options import OptionError, parse_line
+from lunepool_magic.notebook.options import OptionError, parse_line
 from lunepool_magic.persist import (
     PersistError,
     TableExists,

@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from magic_support import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
+from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
 
-from lunepool_magic.explain import Plan, explain
-from lunepool_magic.options import OptionError, parse_line
+from lunepool_magic.notebook.options import OptionError, parse_line
+from lunepool_magic.postgres.explain import Plan, explain
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BINDER = REPO / "binder"
 REPLAY_USER = "lunepool-binder"
 # What mybinder.org's base environment provides that binder/ relies on, and

@@ -47,7 +47,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from magic_support import APPLICATION_NAME, active_queries, wait_for
 from psycopg.conninfo import conninfo_to_dict
 from support.jupyterlab import (
     STDERR,
@@ -60,6 +59,7 @@ from support.jupyterlab import (
     launch_chromium,
     missing,
 )
+from support.shell import APPLICATION_NAME, active_queries, wait_for
 
 from lunepool_magic.postgres.pool import describe_target
 
@@ -70,7 +70,7 @@ pytestmark = pytest.mark.skipif(
     _MISSING is not None, reason=f"end-to-end JupyterLab test {_MISSING}"
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 QUICKSTART = "01-quickstart.ipynb"
 # nbval's rule format: "regex: ..." on one line, "replace: ..." on the next.

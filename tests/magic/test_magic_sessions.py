@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from magic_support import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
+from support.shell import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     Shell,
     active_queries,
     interrupt_main_after,
@@ -22,7 +22,7 @@ from magic_support import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     wait_for,
 )
 
-from lunepool_magic.display import (
+from lunepool_magic.notebook.messages import (
     CONNECTION_LOST,
     SESSION_LOST,
     TRANSACTION_ABORTED,

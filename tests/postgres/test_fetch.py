@@ -37,8 +37,8 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.enum import EnumInfo, register_enum
 
-from lunepool_magic.postgres import create_pool, destroy_pool, fastpath, with_connection
-from lunepool_magic.postgres.fastpath import fetch_frame
+from lunepool_magic.postgres import create_pool, destroy_pool, fetch, with_connection
+from lunepool_magic.postgres.fetch import fetch_frame
 from lunepool_magic.postgres.query import query
 
 IDLE = TransactionStatus.IDLE
@@ -79,7 +79,7 @@ def tx_conn(pg_url: str) -> Iterator[psycopg.Connection]:
 def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The format the fast path picks ('auto': binary for the common types), or CSV forced."""
     if request.param == "csv":
-        monkeypatch.setattr(fastpath, "_BINARY", {})
+        monkeypatch.setattr(fetch, "_BINARY", {})
     return request.param
 
 
@@ -87,20 +87,20 @@ def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 def formats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The COPY formats fetch_frame chose during the test, in order."""
     seen: list[str] = []
-    real = fastpath._plan
+    real = fetch._plan
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         fmt, columns = real(*args, **kwargs)
         seen.append(fmt)
         return fmt, columns
 
-    monkeypatch.setattr(fastpath, "_plan", spy)
+    monkeypatch.setattr(fetch, "_plan", spy)
     return seen
 
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 2000)
+    monkeypatch.setattr(fetch, "BLOCK_BYTES", 2000)
 
 
 # --- The comparison -----------------------------------------------------------------------
@@ -583,14 +583,14 @@ def test_text_round_trips(shared_conn: psycopg.Connection, texts: list[str | Non
     statement = "SELECT unnest(%s::text[]) AS t, unnest(%s::text[]) AS a"
     check(shared_conn, statement, [texts, texts[::-1]])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fastpath, "_BINARY", {})
+        patch.setattr(fetch, "_BINARY", {})
         check(shared_conn, statement, [texts, texts[::-1]])
 
 
 def test_decoding_in_the_background(
     conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, small_blocks: None
 ) -> None:
-    monkeypatch.setattr(fastpath, "BACKGROUND", True)
+    monkeypatch.setattr(fetch, "BACKGROUND", True)
     check(conn, BINARY_MATRIX)
     check(conn, EXOTIC_MATRIX)
     check(conn, "SELECT g, g::text AS t FROM generate_series(1, 3000) g")
@@ -756,7 +756,7 @@ def test_progress_reports(conn: psycopg.Connection) -> None:
     elapsed = [c[2] for c in calls]
     assert rows == sorted(rows) and elapsed == sorted(elapsed)
     gaps = np.diff(elapsed[:-1])  # the last call is the summary, whenever it comes
-    assert (gaps >= fastpath.PROGRESS_INTERVAL * 0.9).all(), gaps
+    assert (gaps >= fetch.PROGRESS_INTERVAL * 0.9).all(), gaps
 
 
 def test_no_progress_callback_for_fast_queries_except_the_summary(conn: psycopg.Connection) -> None:
@@ -880,7 +880,7 @@ def test_a_connection_that_cannot_be_cleaned_is_closed(
     def stuck(conn: psycopg.Connection) -> None:
         raise TimeoutError("the server did not stop the COPY in time")
 
-    monkeypatch.setattr(fastpath, "_drain", stuck)
+    monkeypatch.setattr(fetch, "_drain", stuck)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         with pytest.raises(KeyboardInterrupt), sigint_after(0.3):
             fetch_frame(conn, "SELECT g FROM generate_series(1, 20000000) g")

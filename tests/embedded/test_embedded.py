@@ -24,7 +24,7 @@ from support.servers import copy_data_dir, make_data_dir_root
 
 from lunepool_magic import embedded
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 root_only = pytest.mark.skipif(not IS_ROOT, reason="checks the running-as-root guard")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lunepool_magic.display import caret_lines, original_position, statement_place
+from lunepool_magic.notebook.messages import caret_lines, original_position, statement_place
 from lunepool_magic.sqltext import bind_parameters
 
 psycopg_queries = pytest.importorskip("psycopg._queries")

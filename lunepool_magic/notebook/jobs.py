@@ -13,7 +13,7 @@ How a job runs
   with a message saying why (every connection of the background pool is
   busy, or the server is unreachable). At most ``max_connections`` jobs run at
   once per connection name; the cells keep their own pool (see
-  :class:`~lunepool_magic.session.Session`), so jobs never take the
+  :class:`~lunepool_magic.notebook.session.Session`), so jobs never take the
   connection of a pinned transaction or of the notebook's session state.
 * The thread runs the statements in order, as a cell would (autocommit: each
   statement commits when it succeeds; a ``BEGIN`` without ``COMMIT`` in the
@@ -64,20 +64,20 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq
 
-from lunepool_magic import display
+from lunepool_magic.notebook import messages as display
+from lunepool_magic.notebook.session import _unencodable as unencodable
+from lunepool_magic.notebook.session import error_lines
 from lunepool_magic.pool import PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, must_discard, run
-from lunepool_magic.session import _unencodable as unencodable
-from lunepool_magic.session import error_lines
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lunepool_magic.session import BoundStatement, Session
+    from lunepool_magic.notebook.session import BoundStatement, Session
 
 __all__ = ["Job", "JobState", "JobTable"]
 
-logger = logging.getLogger("lunepool_magic.jobs")
+logger = logging.getLogger("lunepool_magic.notebook.jobs")
 
 _IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 

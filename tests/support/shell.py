@@ -11,7 +11,7 @@ SQLite file and no "too many open files"; output cache off), and runs cells
 with ``run_cell`` like a kernel does, so display hooks, error rendering and
 ``ExecutionResult.success`` are IPython's own.
 
-Test modules import the fixture as ``from magic_support import ip_fixture``
+Test modules import the fixture as ``from support.shell import ip_fixture``
 (its name is ``ip``; the function name differs so it shadows nothing).
 """
 
@@ -30,11 +30,11 @@ import psycopg
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from support.backends import wait_until
 from traitlets.config import Config
 
 from lunepool_magic.magic import LunepoolMagic
-from lunepool_magic.session import APPLICATION_NAME, Session
+from lunepool_magic.notebook.session import APPLICATION_NAME, Session
+from support.backends import wait_until
 
 __all__ = [
     "APPLICATION_NAME",

@@ -163,6 +163,13 @@ from psycopg.pq import ExecStatus, Format
 from psycopg.rows import tuple_row
 
 # The row path's type table and column builders: one source of truth for dtypes.
+from lunepool_magic.postgres.copyformat import (
+    HEADER,
+    PG_EPOCH_DAYS,
+    PG_EPOCH_US,
+    SIGNATURE,
+    TRAILER,
+)
 from lunepool_magic.postgres.query import (
     _INTERVAL_OID,
     _TEMPORAL_OIDS,
@@ -324,8 +331,6 @@ _NUMPY_STORAGE = {
 }
 
 # PostgreSQL counts timestamps from 2000-01-01; numpy from 1970-01-01.
-_PG_EPOCH_US = 946_684_800_000_000
-_PG_EPOCH_DAYS = 10_957
 _NAT = np.iinfo(np.int64).min
 
 
@@ -594,10 +599,6 @@ def _copy_out(
 
 # --- Binary decoding --------------------------------------------------------------------
 
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER = len(_SIGNATURE) + 8  # signature, flags, header extension length (0)
-_TRAILER = b"\xff\xff"
-
 
 class _ProtocolError(psycopg.InternalError):
     """The COPY data did not have the expected layout."""
@@ -633,15 +634,15 @@ class _BinaryDecoder:
         starts -= lens
         if self.first:
             self.first = False
-            if bytes(block[: len(_SIGNATURE)]) != _SIGNATURE:
+            if bytes(block[: len(SIGNATURE)]) != SIGNATURE:
                 raise _ProtocolError("binary COPY data without the PGCOPY signature")
-            extension = int.from_bytes(block[_HEADER - 4 : _HEADER], "big")
-            skip = _HEADER + extension
+            extension = int.from_bytes(block[len(HEADER) - 4 : len(HEADER)], "big")
+            skip = len(HEADER) + extension
             starts[0] += skip
             lens[0] -= skip
             if lens[0] == 0:  # the header came alone
                 starts, lens = starts[1:], lens[1:]
-        if len(lens) and lens[-1] == 2 and block[starts[-1] : starts[-1] + 2] == _TRAILER:
+        if len(lens) and lens[-1] == 2 and block[starts[-1] : starts[-1] + 2] == TRAILER:
             starts, lens = starts[:-1], lens[:-1]
             self.ended = True
         nrows = len(starts)
@@ -867,12 +868,12 @@ def _datetime_column(col: _Column, nrows: int, src: _Source, j: int, loaders: _L
     raw, null = _arrays(col, nrows)
     exceptions = {i: t for i, t in col.exceptions.items() if i < nrows}
     if col.decoder == "date":
-        days = raw.astype(np.int64) + _PG_EPOCH_DAYS
+        days = raw.astype(np.int64) + PG_EPOCH_DAYS
         values = days.astype("datetime64[D]").astype(object)  # datetime.date
         values[null] = None
     else:
         micros = raw
-        micros += _PG_EPOCH_US  # in place; wraps around for infinity: replaced below
+        micros += PG_EPOCH_US  # in place; wraps around for infinity: replaced below
         micros[null] = _NAT
         if not exceptions:
             stamps = micros.view("datetime64[us]")

@@ -9,7 +9,7 @@ in place) or, in a terminal, :class:`TerminalLine`. Nothing here imports
 IPython.
 
 The numbers come from the streaming fetch
-(:func:`~lunepool_magic.postgres.fastpath.fetch_frame`'s ``on_progress``),
+(:func:`~lunepool_magic.postgres.fetch.fetch_frame`'s ``on_progress``),
 which reports every quarter second, also while the server is still working
 on its first row. Statements that do not stream (DDL, DML, ``SELECT 1``)
 report nothing and so show nothing.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Protocol, TextIO
 
-from lunepool_magic.display import count_of, duration, size
+from lunepool_magic.notebook.messages import count_of, duration, size
 
 __all__ = ["Line", "QueryProgress", "TerminalLine", "progress_text"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from IPython.core.error import UsageError
-from magic_support import ip_fixture  # noqa: F401
+from support.shell import ip_fixture  # noqa: F401
 
 
 def test_limit_stops_at_n_rows_and_says_the_result_was_cut(ip) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lunepool_magic.options import MagicLine, OptionError, is_plain_sql, parse_line
+from lunepool_magic.notebook.options import MagicLine, OptionError, is_plain_sql, parse_line
 
 PARSED = [
     # line, expected fields (sql is compared exactly: the SQL is never touched)
