@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
-import os
 import re
 import sys
 from collections import ChainMap
@@ -34,8 +33,9 @@ from IPython.core.magic import (
 from traitlets import Bool, Float, Int, observe
 
 from lunepool_magic.notebook import messages as display
+from lunepool_magic.notebook.connections import Connections
 from lunepool_magic.notebook.options import MagicLine, OptionError, is_plain_sql, parse_line
-from lunepool_magic.sqltext import split_statements
+from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -49,26 +49,6 @@ __all__ = ["LunepoolMagic", "load", "unload"]
 #: Names the magic answers to. "lunesql" is for notebooks that also load
 #: JupySQL or ipython-sql, which claim "sql" too.
 MAGIC_NAMES = ("sql", "lunesql")
-DEFAULT_ALIAS = "default"
-
-_LIST_COLUMNS = [
-    "alias",
-    "current",
-    "target",
-    "source",
-    "transaction",
-    "jobs",
-    "size",
-    "idle",
-    "in_use",
-    "waiting",
-    "max_size",
-    "requests",
-    "waits",
-    "timeouts",
-    "broken",
-]
-
 _PLAN_CACHE_SIZE = 256
 _PLAN_TEXT_MAX = 4096
 
@@ -80,16 +60,17 @@ _NEEDS_SQL = {
     "background": "%%sql --background df <<  then the SQL in the cell",
 }
 
-_engine: Any = None  # lunepool_magic.notebook.session, imported by the first cell that needs it
+_binding_module: Any = None  # lunepool_magic.notebook.binding, imported by the first cell
 
 
-def _session_module() -> Any:
-    global _engine
-    if _engine is None:
-        from lunepool_magic.notebook import session
+def _binding() -> Any:
+    # psycopg is imported by the first cell, not by %load_ext.
+    global _binding_module
+    if _binding_module is None:
+        from lunepool_magic.notebook import binding
 
-        _engine = session
-    return _engine
+        _binding_module = binding
+    return _binding_module
 
 
 @magics_class
@@ -131,8 +112,7 @@ class LunepoolMagic(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._sessions: dict[str, Session] = {}
-        self._current: str | None = None
+        self._connections = Connections(self)
         # Cell text -> its statements, for cells without parameters (see _remember_plan).
         self._plans: dict[str, list[Any]] = {}
         self._jobs: JobTable | None = None  # background jobs, made by the first one
@@ -141,9 +121,19 @@ class LunepoolMagic(Magics):
         # is rolled back.
         atexit.register(self.close_all)
 
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """The kernel's connections by alias (read them; connect with ``%sql URL``)."""
+        return self._connections.sessions
+
+    @property
+    def current_alias(self) -> str | None:
+        """The alias a cell without ``--alias`` runs on, None before the first connection."""
+        return self._connections.current_alias
+
     @observe("max_connections")
     def _max_connections_changed(self, change: dict[str, Any]) -> None:
-        if self._sessions:
+        if self._connections.sessions:
             print(
                 "max_connections applies to connections made from now on; "
                 "%sql --close NAME and connect again to resize an existing one."
@@ -253,6 +243,8 @@ class LunepoolMagic(Magics):
             else:
                 text, line_offset = cell, 1
             return self._dispatch(opts, text, line_offset, local_ns, cell is not None)
+        except display.CellUsageError as exc:
+            raise UsageError(str(exc)) from None
         except display.SqlCellError as err:
             if err.warnings:
                 print("\n".join(err.warnings), file=sys.stderr)
@@ -266,7 +258,8 @@ class LunepoolMagic(Magics):
     ) -> Any:
         """Everything but the hot path: connect, switch, list, close, the commands, then run."""
         if opts.close:
-            return self._close(opts.close_name)
+            print(self._connections.close(opts.close_name, self._jobs))
+            return None
         if opts.jobs:
             return self.jobs_frame()
         if opts.wait:
@@ -279,7 +272,7 @@ class LunepoolMagic(Magics):
         elif opts.password_prompt:
             raise UsageError("--password goes with a connection string: %sql URL --password")
         elif opts.alias is not None:
-            session = self._named(opts.alias)
+            session = self._connections.named(opts.alias)
         if opts.persist is not None:
             return self._persist(session or self._current_session(), opts, local_ns)
 
@@ -292,8 +285,7 @@ class LunepoolMagic(Magics):
             if opts.list_connections or (session is None and not cell):
                 return self.connections()
             if opts.target is None and session is not None:
-                self._current = session.alias
-                print(f"Using {session.alias!r} ({session.target}).")
+                print(self._connections.use(session))
             return None
         if session is None:
             session = self._current_session()
@@ -317,7 +309,6 @@ class LunepoolMagic(Magics):
         limit: int | None = None,
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
-        engine = _engine or _session_module()
         user_ns = self.shell.user_ns
         bound = self._plans.get(text)
         if bound is None:
@@ -330,8 +321,8 @@ class LunepoolMagic(Magics):
             if local_ns is not None and local_ns is not user_ns:
                 namespace = ChainMap(local_ns, user_ns)  # %sql inside a function sees its locals
             try:
-                bound = engine.bind_cell(statements, namespace, line_offset=line_offset)
-            except engine.UnknownParameter as exc:
+                bound = _binding().bind_cell(statements, namespace, line_offset=line_offset)
+            except UnknownParameter as exc:
                 raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
             self._remember_plan(text, bound)
 
@@ -398,7 +389,6 @@ class LunepoolMagic(Magics):
 
     def _bind(self, text: str, local_ns: Any, line_offset: int) -> list[Any]:
         """Split and bind a cell's text (not the hot path: no plan cache)."""
-        engine = _session_module()
         statements = split_statements(text)
         if not statements:
             raise UsageError("the cell has no statement")
@@ -407,8 +397,8 @@ class LunepoolMagic(Magics):
         if local_ns is not None and local_ns is not user_ns:
             namespace = ChainMap(local_ns, user_ns)
         try:
-            return engine.bind_cell(statements, namespace, line_offset=line_offset)
-        except engine.UnknownParameter as exc:
+            return _binding().bind_cell(statements, namespace, line_offset=line_offset)
+        except UnknownParameter as exc:
             raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
 
     def _show(self, cell: Any) -> None:
@@ -582,61 +572,18 @@ class LunepoolMagic(Magics):
 
     def jobs_frame(self) -> Any:
         """The background jobs as a DataFrame (one row per job, newest last)."""
-        table = self._jobs
-        jobs = table.jobs() if table is not None else []
-        if not jobs:
+        from lunepool_magic.notebook.jobs import jobs_frame
+
+        frame = jobs_frame(self._jobs)
+        if frame is None:
             print("No background jobs yet; %%sql --background df << starts one.")
-            return None
-        import pandas as pd
-
-        rows = []
-        for job in jobs:
-            first = job.text.strip().splitlines()[0] if job.text.strip() else ""
-            if len(first) > 60 or job.statements > 1 or "\n" in job.text.strip():
-                first = first[:57].rstrip() + " ..."
-            rows.append(
-                {
-                    "job": job.number,
-                    "state": str(job.state),
-                    "alias": job.alias,
-                    "variable": job.out or "",
-                    "rows": job.rows,
-                    "seconds": round(job.elapsed, 3),
-                    "started": job.started_at.replace(microsecond=0),
-                    "pid": job.pid,
-                    "statement": first,
-                    "error": job.error_lines[0] if job.error_lines else "",
-                }
-            )
-        frame = pd.DataFrame(rows).set_index("job")
-        frame["rows"] = frame["rows"].astype("Int64")
-        frame["pid"] = frame["pid"].astype("Int64")
         return frame
-
-    def _selected_jobs(self, which: str | None, verb: str) -> list[Job]:
-        """Job ``which``; or, for --cancel, every running job; for --wait, every job
-        that is running or that no --wait/--cancel cell has reported yet (so that
-        ``--wait`` after a quick job still says how it ended, wherever its notice went).
-        """
-        table = self._jobs
-        if which is None or which == "all":
-            if table is None:
-                return []
-            if verb == "wait":
-                return table.unreported()
-            return table.running()
-        job = table.get(int(which)) if table is not None else None
-        if job is None:
-            known = ", ".join(str(j.number) for j in table.jobs()) if table else ""
-            raise UsageError(
-                f"--{verb} {which}: there is no background job {which} "
-                f"({'jobs: ' + known if known else 'no jobs yet'})"
-            )
-        return [job]
 
     def _wait(self, which: str | None) -> Any:
         """``%sql --wait [N]``: block until job N (or every unreported job) has finished."""
-        jobs = self._selected_jobs(which, "wait")
+        from lunepool_magic.notebook.jobs import select_jobs, still_running_lines
+
+        jobs = select_jobs(self._jobs, which, "wait")
         if not jobs:
             print("No background job to wait for: none is running or unreported.")
             return None
@@ -649,7 +596,7 @@ class LunepoolMagic(Magics):
             numbers = ", ".join(f"[{j.number}]" for j in running)
             lines = [f"Interrupted: cancelled background job(s) {numbers} on the server."]
             lines += [j.summary() for j in jobs if j.finished]
-            lines += _still_running(still)
+            lines += still_running_lines(still)
             raise display.QueryCancelled(lines) from exc
         failed = []
         for job in jobs:
@@ -672,7 +619,9 @@ class LunepoolMagic(Magics):
 
     def _cancel(self, which: str | None) -> None:
         """``%sql --cancel [N | all]``: cancel on the server, wait for them to stop."""
-        jobs = self._selected_jobs(which, "cancel")
+        from lunepool_magic.notebook.jobs import select_jobs, still_running_lines
+
+        jobs = select_jobs(self._jobs, which, "cancel")
         if not jobs:
             print("No background job is running.")
             return
@@ -688,157 +637,29 @@ class LunepoolMagic(Magics):
                 out, err = job.report()
                 print("\n".join(out + err))
         if still:
-            print("\n".join(_still_running(still)), file=sys.stderr)
+            print("\n".join(still_running_lines(still)), file=sys.stderr)
 
     # ------------------------------------------------------------ connections
 
     def _connect(self, target: str, alias: str | None, prompt: bool) -> Session:
         """Connect ``target`` as ``alias`` (default 'default') and make it current."""
-        engine = _session_module()
-        alias = alias or DEFAULT_ALIAS
-        params = _parse_conninfo(target)
-        if params.get("password"):
-            print(
-                "Note: the password typed in this cell is saved in the notebook (and in "
-                "IPython's history); prefer ~/.pgpass, PGPASSWORD, or --password to be prompted.",
-                file=sys.stderr,
-            )
-        password = None
-        if prompt:
-            where = engine.describe_target(params)
-            password = getpass.getpass(f"Password for {where}: ")
-        existing = self._sessions.get(alias)
-        if existing is not None and existing.conninfo == target and password is None:
-            self._current = alias  # re-running a connect cell keeps the session and its state
-            return existing
-        session = self._open(alias, target, "url", password)
-        note = ""
-        if existing is not None:
-            note = f"; replaced the previous {alias!r}"
-            if existing.close():
-                note += " (its open transaction was rolled back)"
-        self._sessions[alias] = session
-        self._current = alias
-        print(f"Connected to {session.target} as {alias!r}{note}.")
-        return session
-
-    def _open(self, alias: str, conninfo: str, source: str, password: str | None) -> Session:
-        """A new session with one connection opened, so a bad target fails right here."""
-        session = _session_module().Session(
-            alias,
-            conninfo,
-            max_connections=self.max_connections,
-            acquire_timeout=self.acquire_timeout,
-            source=source,
-            password=password,
-        )
-        try:
-            session.connect(self.acquire_timeout)
-        except BaseException:
-            session.close()
-            raise
-        return session
-
-    def _named(self, alias: str) -> Session:
-        session = self._sessions.get(alias)
-        if session is None:
-            known = ", ".join(repr(a) for a in self._sessions) or "none yet"
-            raise UsageError(
-                f"no connection named {alias!r} (connections: {known}); connect one with "
-                f"%sql postgresql://user@host/db --alias {alias}"
-            )
+        ask = (lambda where: getpass.getpass(f"Password for {where}: ")) if prompt else None
+        session, out, err = self._connections.connect(target, alias, ask)
+        _print_lines(out, err)
         return session
 
     def _current_session(self) -> Session:
         """The current connection; with none, connect to DATABASE_URL or the embedded server."""
-        if self._current is not None:
-            return self._sessions[self._current]
-        if not self.autoconnect:
-            raise UsageError(
-                "not connected: %sql postgresql://user@host/db connects "
-                "(LunepoolMagic.autoconnect is off)"
-            )
-        url = os.environ.get("DATABASE_URL")
-        if url:
-            source, origin = "DATABASE_URL", "from DATABASE_URL"
-        else:
-            from lunepool_magic import embedded
-
-            try:
-                url = embedded.start()
-            except Exception as exc:
-                raise display.SqlCellError(
-                    [
-                        f"ERROR:  could not start the embedded PostgreSQL server: {exc}",
-                        "HINT:  set DATABASE_URL, or connect with %sql postgresql://user@host/db",
-                    ]
-                ) from exc
-            source, origin = "embedded", "the embedded server, as DATABASE_URL is not set"
-        session = self._open(DEFAULT_ALIAS, url, source, None)
-        self._sessions[DEFAULT_ALIAS] = session
-        self._current = DEFAULT_ALIAS
-        print(f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}.")
+        session, out = self._connections.current()
+        _print_lines(out)
         return session
 
     def connections(self) -> Any:
         """The connections as a DataFrame (one row per alias, with pool statistics)."""
-        if not self._sessions:
-            fallback = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the embedded server"
-            print(
-                "No connections yet. %sql postgresql://user@host/db connects; "
-                f"a statement without one connects to {fallback}."
-            )
+        if not self._connections.sessions:
+            print(self._connections.empty_listing_line())
             return None
-        import pandas as pd
-
-        rows = []
-        for alias, session in self._sessions.items():
-            s = session.pool.stats()
-            running = len(self._jobs.running(alias)) if self._jobs is not None else 0
-            rows.append(
-                [
-                    alias,
-                    "*" if alias == self._current else "",
-                    session.target,
-                    session.source,
-                    session.transaction,
-                    running,
-                    s.size,
-                    s.idle,
-                    s.in_use,
-                    s.waiting,
-                    s.max_size,
-                    s.requests,
-                    s.waits,
-                    s.timeouts,
-                    s.broken,
-                ]
-            )
-        return pd.DataFrame(rows, columns=_LIST_COLUMNS).set_index("alias")
-
-    def _close(self, name: str | None) -> None:
-        alias = name or self._current
-        if alias is None:
-            raise UsageError("nothing to close: no connection is open")
-        session = self._named(alias)
-        cancelled = []
-        if self._jobs is not None:
-            cancelled = self._jobs.running(alias)
-            self._jobs.cancel(cancelled, report_here=True)
-        del self._sessions[alias]
-        rolled_back = session.close()
-        message = f"Closed {alias!r}"
-        if rolled_back:
-            message += " (its open transaction was rolled back)"
-        if cancelled:
-            numbers = ", ".join(f"[{j.number}]" for j in cancelled)
-            message += f" (its background jobs {numbers} were cancelled)"
-        if self._current == alias:
-            # The most recently connected of the others, if any, becomes current.
-            self._current = next(reversed(self._sessions), None)
-            if self._current is not None:
-                message += f"; current connection: {self._current!r}"
-        print(message + ".")
+        return self._connections.listing(self._jobs)
 
     def close_all(self) -> None:
         """Cancel background jobs, close every connection (pinned transactions roll back).
@@ -848,10 +669,15 @@ class LunepoolMagic(Magics):
         if self._jobs is not None:
             with contextlib.suppress(Exception):
                 self._jobs.close()
-        sessions, self._sessions, self._current = list(self._sessions.values()), {}, None
-        for session in sessions:
-            with contextlib.suppress(Exception):
-                session.close()
+        self._connections.close_all()
+
+
+def _print_lines(out: list[str], err: list[str] | None = None) -> None:
+    """Print a step's lines: notes to stderr first, then the rest to stdout."""
+    if err:
+        print("\n".join(err), file=sys.stderr)
+    if out:
+        print("\n".join(out))
 
 
 class _NotebookLine:
@@ -869,34 +695,6 @@ class _NotebookLine:
         self._handle.update({"text/plain": text}, raw=True)
 
     close = update
-
-
-def _still_running(jobs: list[Job]) -> list[str]:
-    return [
-        f"[{j.number}] did not stop within a few seconds; on the server: "
-        f"SELECT pg_cancel_backend({j.pid})"
-        for j in jobs
-    ]
-
-
-def _parse_conninfo(target: str) -> dict[str, Any]:
-    """libpq's parse of a URL or conninfo; the error never repeats the string (password)."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    bad = display.unsendable_char(target)
-    if bad is not None:
-        raise UsageError(
-            f"the connection string holds {bad}, which libpq cannot take; retype it (it is "
-            "not repeated here because it may hold a password)"
-        )
-    try:
-        return conninfo_to_dict(target)
-    except psycopg.Error:
-        raise UsageError(
-            "could not parse the connection string (check its syntax and quoting; it is "
-            "not repeated here because it may hold a password)"
-        ) from None
 
 
 # ---------------------------------------------------------------- extension

@@ -62,24 +62,23 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import pq
 
 from lunepool_magic.notebook import messages as display
-from lunepool_magic.notebook.session import _unencodable as unencodable
+from lunepool_magic.notebook.binding import unencodable
 from lunepool_magic.notebook.session import error_lines
 from lunepool_magic.pool import PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, must_discard, run
+from lunepool_magic.postgres.libpq import IN_TRANSACTION, cancel_pauses
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lunepool_magic.notebook.session import BoundStatement, Session
+    from lunepool_magic.notebook.binding import BoundStatement
+    from lunepool_magic.notebook.session import Session
 
 __all__ = ["Job", "JobState", "JobTable"]
 
 logger = logging.getLogger("lunepool_magic.notebook.jobs")
-
-_IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 
 #: How long cancelling waits for a job to let go of its connection.
 CANCEL_TIMEOUT = 5.0
@@ -352,7 +351,7 @@ class JobTable:
         try:
             if error is not None and must_discard(error, conn):
                 borrow.discard()
-            elif not conn.closed and conn.pgconn.transaction_status in _IN_TRANSACTION:
+            elif not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
                 left_open = True  # the pool's reset rolls it back
             if error is None:
                 borrow.__exit__(None, None, None)
@@ -398,17 +397,15 @@ class JobTable:
         for job in pending:
             job._cancel_requested = True
         deadline = monotonic() + timeout
-        pause = 0.01
-        while pending:
+        for pause in cancel_pauses(timeout):
+            if not pending:
+                break
             for job in pending:
                 _send_cancel(job, max(0.1, deadline - monotonic()))
             step_end = monotonic() + pause
             for job in pending:
                 job._released.wait(max(0.0, step_end - monotonic()))
             pending = [j for j in pending if not j._released.is_set()]
-            if monotonic() >= deadline:
-                break
-            pause = min(pause * 2, 0.25)
         for job in jobs:
             job._done.wait(max(0.0, deadline - monotonic()))
         return [j for j in jobs if not j.finished]
@@ -446,3 +443,65 @@ def _send_cancel(job: Job, timeout: float) -> None:
             conn.cancel_safe(timeout=timeout)
         except Exception as exc:
             logger.info("cancelling background job %d failed: %s", job.number, exc)
+
+
+def jobs_frame(table: JobTable | None) -> Any:
+    """The background jobs as a DataFrame (one row per job, newest last); None if none."""
+    jobs = table.jobs() if table is not None else []
+    if not jobs:
+        return None
+    import pandas as pd
+
+    rows = []
+    for job in jobs:
+        first = job.text.strip().splitlines()[0] if job.text.strip() else ""
+        if len(first) > 60 or job.statements > 1 or "\n" in job.text.strip():
+            first = first[:57].rstrip() + " ..."
+        rows.append(
+            {
+                "job": job.number,
+                "state": str(job.state),
+                "alias": job.alias,
+                "variable": job.out or "",
+                "rows": job.rows,
+                "seconds": round(job.elapsed, 3),
+                "started": job.started_at.replace(microsecond=0),
+                "pid": job.pid,
+                "statement": first,
+                "error": job.error_lines[0] if job.error_lines else "",
+            }
+        )
+    frame = pd.DataFrame(rows).set_index("job")
+    frame["rows"] = frame["rows"].astype("Int64")
+    frame["pid"] = frame["pid"].astype("Int64")
+    return frame
+
+
+def select_jobs(table: JobTable | None, which: str | None, verb: str) -> list[Job]:
+    """Job ``which``; or, for --cancel, every running job; for --wait, every job
+    that is running or that no --wait/--cancel cell has reported yet (so that
+    ``--wait`` after a quick job still says how it ended, wherever its notice went).
+    """
+    if which is None or which == "all":
+        if table is None:
+            return []
+        if verb == "wait":
+            return table.unreported()
+        return table.running()
+    job = table.get(int(which)) if table is not None else None
+    if job is None:
+        known = ", ".join(str(j.number) for j in table.jobs()) if table else ""
+        raise display.CellUsageError(
+            f"--{verb} {which}: there is no background job {which} "
+            f"({'jobs: ' + known if known else 'no jobs yet'})"
+        )
+    return [job]
+
+
+def still_running_lines(jobs: list[Job]) -> list[str]:
+    """What to say of jobs that did not stop when cancelled: how to stop them by hand."""
+    return [
+        f"[{j.number}] did not stop within a few seconds; on the server: "
+        f"SELECT pg_cancel_backend({j.pid})"
+        for j in jobs
+    ]

@@ -75,6 +75,13 @@ class SqlCellError(Exception):
         return self.lines
 
 
+class CellUsageError(ValueError):
+    """The cell asks for something impossible (an unknown alias, a missing job).
+
+    The magic shows it as IPython's one-line UsageError, without a traceback.
+    """
+
+
 class QueryCancelled(SqlCellError):
     """The cell was interrupted (Ctrl-C, the notebook's stop button)."""
 

@@ -25,160 +25,29 @@ Interrupts: psycopg cancels the running query on the server when Ctrl-C
 arrives while it waits for the result (``Connection.wait``), then re-raises
 KeyboardInterrupt. We let it reach the code that settles the connection
 (which returns or pins it like after any statement; when psycopg could not
-finish the cancellation, :func:`~lunepool_magic.postgres.cancel.finish_statement` does) and turn
+finish the cancellation, :func:`~lunepool_magic.postgres.libpq.finish_statement` does) and turn
 it into a short "query cancelled" error. An interrupt while waiting for a
 free connection leaves no trace in the pool (the pool guarantees that).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import pq
-from psycopg.types.json import JsonbDumper
 
 from lunepool_magic.notebook import messages as display
+from lunepool_magic.notebook.binding import BoundStatement, DictDumper, unencodable
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
-from lunepool_magic.postgres.cancel import finish_statement
-from lunepool_magic.postgres.pool import describe_target
-from lunepool_magic.sqltext import Statement, UnknownParameter, bind_parameters
+from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
+from lunepool_magic.postgres.pool import APPLICATION_NAME
 
-__all__ = [
-    "APPLICATION_NAME",
-    "BoundStatement",
-    "CellResult",
-    "Session",
-    "UnknownParameter",
-    "bind_cell",
-    "describe_target",
-    "error_lines",
-]
+__all__ = ["APPLICATION_NAME", "CellResult", "Session", "error_lines"]
 
-#: What the magic's connections call themselves in pg_stat_activity.
-APPLICATION_NAME = "lunepool_magic"
 
 T = TypeVar("T")
-
-_ACTIVE = pq.TransactionStatus.ACTIVE
-_INTRANS = pq.TransactionStatus.INTRANS
-_INERROR = pq.TransactionStatus.INERROR
-_IN_TRANSACTION = (_INTRANS, _INERROR)
-
-
-class BoundStatement(NamedTuple):
-    """A statement ready to send: psycopg query text and its parameters (or None)."""
-
-    statement: Statement
-    sql: str
-    params: dict[str, Any] | None
-
-
-# The server's blanks (not Python's str.strip() set: U+00A0 is an identifier
-# character to PostgreSQL).
-_BLANKS = " \t\n\r\f\v"
-
-# The protocol counts a statement's parameters in 16 bits; libpq refuses more
-# (an OperationalError without SQLSTATE, which would cost the connection).
-MAX_PARAMETERS = 65535
-
-
-def bind_cell(
-    statements: list[Statement], namespace: Mapping[str, Any], *, line_offset: int = 0
-) -> list[BoundStatement]:
-    """Bind ``:name`` parameters of every statement before any of them runs.
-
-    Binding all first means a typo in the last statement's parameter stops
-    the cell before the first statement has changed anything. Every missing
-    name of the cell is reported at once. A statement holding a NUL or a lone
-    surrogate stops the cell here too (``SqlCellError``): libpq would cut
-    the statement short at a NUL, and a surrogate cannot be encoded.
-    ``line_offset`` is added to statement line numbers in that message.
-    """
-    bound: list[BoundStatement] = []
-    missing: list[str] = []
-    for number, statement in enumerate(statements, 1):
-        what = "the statement" if len(statements) == 1 else f"statement {number}"
-        line = statement.line + line_offset
-        unsendable = display.unsendable_lines(statement.text, line, what)
-        if unsendable is not None:
-            raise display.SqlCellError(unsendable)
-        try:
-            sql, params = bind_parameters(statement.text, namespace)
-        except UnknownParameter as exc:
-            missing += [name for name in exc.names if name not in missing]
-            continue
-        if params is not None:
-            if len(params) > MAX_PARAMETERS:
-                raise display.SqlCellError(
-                    [
-                        f"ERROR:  the statement on line {line} has {len(params)} "
-                        f"parameters; PostgreSQL takes at most {MAX_PARAMETERS} per statement",
-                        "HINT:  pass many values as one list: WHERE id = ANY(:ids)",
-                        "(nothing ran)",
-                    ]
-                )
-            params = {name: _adapt(value) for name, value in params.items()}
-        bound.append(BoundStatement(statement, sql, params))
-    if missing:
-        raise UnknownParameter(missing)
-    return bound
-
-
-def _adapt(value: Any) -> Any:
-    """Values psycopg cannot adapt but a notebook commonly holds: arrays, Series, pd.NA."""
-    module = type(value).__module__
-    if module.startswith(("numpy", "pandas")):
-        if hasattr(value, "ndim") and getattr(value, "ndim", 0) >= 1 and hasattr(value, "tolist"):
-            return [None if _is_na(v) else v for v in value.tolist()]
-        if _is_na(value):
-            return None
-    return value
-
-
-class _DictDumper(JsonbDumper):
-    """dict parameters as jsonb; one that json cannot encode is a clear DataError."""
-
-    def dump(self, obj: Any) -> Any:
-        try:
-            return super().dump(obj)
-        except (TypeError, ValueError) as exc:  # bytes, sets, circular references, ...
-            raise psycopg.DataError(f"a dict parameter cannot be sent as jsonb: {exc}") from None
-
-
-def _holds(value: Any, target: str, depth: int = 0) -> bool:
-    """Whether ``target`` is ``value`` or inside it (lists, tuples, dicts), by identity."""
-    if value is target:
-        return True
-    if depth > 20:
-        return False
-    if isinstance(value, (list, tuple)):
-        return any(_holds(v, target, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(_holds(v, target, depth + 1) for v in (*value.keys(), *value.values()))
-    return False
-
-
-def _unencodable(error: UnicodeEncodeError, params: dict[str, Any] | None) -> str:
-    """What could not be encoded: a parameter's value or the statement itself."""
-    bad = error.object[error.start : error.end]
-    kind = "a lone surrogate " if all("\ud800" <= c <= "\udfff" for c in bad) else ""
-    which = "the statement"
-    for name, value in (params or {}).items():
-        if _holds(value, error.object):
-            which = f"parameter :{name}"
-            break
-    return (
-        f"{which} holds {kind}{bad!r}, which cannot be encoded as {error.encoding} "
-        "(the connection's client_encoding); nothing of this statement was sent"
-    )
-
-
-def _is_na(value: Any) -> bool:
-    # pd.NA and pd.NaT, without importing pandas for every value.
-    return type(value).__name__ in ("NAType", "NaTType")
 
 
 class CellResult:
@@ -262,7 +131,7 @@ class Session:
         conn = self._pinned_conn
         if conn is None:
             return ""
-        return "aborted" if conn.pgconn.transaction_status == _INERROR else "open"
+        return "aborted" if conn.pgconn.transaction_status == INERROR else "open"
 
     def connect(self, timeout: float | None) -> None:
         """Open (or check) one connection now, so a bad URL fails where it was typed."""
@@ -318,7 +187,7 @@ class Session:
         # dicts as jsonb parameters (the issue asks for "dicts as json"; plain
         # psycopg refuses to guess), and server notices (RAISE NOTICE, "...
         # does not exist, skipping") collected for the cell to print, as psql does.
-        conn.adapters.register_dumper(dict, _DictDumper)
+        conn.adapters.register_dumper(dict, DictDumper)
         conn.add_notice_handler(self._on_notice)
 
     def _on_notice(self, diag: Any) -> None:
@@ -490,7 +359,7 @@ class Session:
             borrow.discard()
             borrow.__exit__(type(error), error, error.__traceback__)
             return True
-        if not conn.closed and conn.pgconn.transaction_status in _IN_TRANSACTION:
+        if not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
             self._pinned, self._pinned_conn = borrow, conn
             return False
         self._pinned = self._pinned_conn = None
@@ -526,7 +395,7 @@ class Session:
             # before anything is sent: the connection is untouched.
             item = bound[index]
             place = display.statement_place(index, len(bound), item.statement.line + line_offset)
-            lines = [f"ERROR:  {_unencodable(error, item.params)}", f"(no SQLSTATE{place})"]
+            lines = [f"ERROR:  {unencodable(error, item.params)}", f"(no SQLSTATE{place})"]
             exc_class = display.SqlCellError
         else:
             return error  # a bug or an unexpected failure: let its traceback show
@@ -587,4 +456,4 @@ def _with_state(
 def _configure_background(conn: psycopg.Connection[Any]) -> None:
     # dicts as jsonb parameters, as on the cells' connections; notices are
     # collected by the job that runs on the connection (lunepool_magic.notebook.jobs).
-    conn.adapters.register_dumper(dict, _DictDumper)
+    conn.adapters.register_dumper(dict, DictDumper)

@@ -82,3 +82,34 @@ def must_discard(exc: BaseException, conn: psycopg.Connection[Any] | None = None
     if sqlstate in DISCARD_SQLSTATES or sqlstate[:2] in DISCARD_SQLSTATE_CLASSES:
         return True
     return exc.diag.severity_nonlocalized in DISCARD_SEVERITIES
+
+
+class ConnectionFailed(psycopg.OperationalError):
+    """A new connection could not be opened.
+
+    A psycopg ``OperationalError``, so existing handlers still catch it; its
+    message names the (masked) target and the server's reason.
+    """
+
+    __module__ = "lunepool_magic.postgres"
+
+
+class UnusableConnection(Exception):
+    """Raised by the pool's reset/check hooks: the connection must be replaced."""
+
+
+class NoResultSetError(psycopg.ProgrammingError):
+    """query() ran a statement that returned no result set (an INSERT, a CREATE ...).
+
+    A ProgrammingError like psycopg's own "the last operation didn't produce a
+    result"; the statement did run, and its effects are part of the current
+    transaction.
+    """
+
+    __module__ = "lunepool_magic.postgres"
+
+
+class CopyProtocolError(psycopg.InternalError):
+    """COPY data from the server did not have the layout its format promises."""
+
+    __module__ = "lunepool_magic.postgres"

@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from lunepool_magic.postgres.query import run
+from lunepool_magic.postgres.statement import run
 
 __all__ = ["MISESTIMATE_FACTOR", "Plan", "PlanNode", "explain", "explain_prefix"]
 

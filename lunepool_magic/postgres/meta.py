@@ -2,7 +2,7 @@
 
 One job: read a backslash command, run the catalog queries that answer it on
 the caller's connection, and return a DataFrame (through the same
-:func:`~lunepool_magic.postgres.query.run` as every other cell, so the dtypes
+:func:`~lunepool_magic.postgres.statement.run` as every other cell, so the dtypes
 are the usual ones). A few queries against ``pg_catalog`` serve better here
 than pgspecial: no extra dependency (pgspecial brings click and sqlparse),
 and the results are DataFrames with psql's column names rather than text
@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from lunepool_magic.postgres.query import run
+from lunepool_magic.postgres.statement import run
 
 __all__ = ["MetaCommand", "MetaError", "is_meta", "parse_meta", "run_meta"]
 

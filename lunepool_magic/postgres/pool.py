@@ -65,9 +65,6 @@ What this layer adds to the generic pool, and why:
 from __future__ import annotations
 
 import logging
-import os
-import re
-import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import EllipsisType
@@ -79,30 +76,32 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
 from lunepool_magic.pool import Borrow, Pool, PoolStats
-from lunepool_magic.postgres.cancel import cancel_statement
-from lunepool_magic.postgres.errors import must_discard
+from lunepool_magic.postgres.conninfo import describe_target, mask_password
+from lunepool_magic.postgres.errors import ConnectionFailed, UnusableConnection, must_discard
+from lunepool_magic.postgres.libpq import (
+    ACTIVE,
+    IDLE,
+    IN_TRANSACTION,
+    INTRANS,
+    cancel_statement,
+    socket_poller,
+)
 
 __all__ = [
     "ConnectionFailed",
     "PostgresPool",
     "create_pool",
-    "describe_target",
     "destroy_pool",
-    "mask_password",
     "with_connection",
 ]
+
+#: What the pool's connections call themselves in pg_stat_activity, by default.
+APPLICATION_NAME = "lunepool_magic"
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
 logger = logging.getLogger("lunepool_magic.postgres")
-
-# Plain ints: pgconn.transaction_status is an int in psycopg's C implementation,
-# and comparing two ints is faster than going through the IntEnum.
-_IDLE = int(pq.TransactionStatus.IDLE)
-_INTRANS = int(pq.TransactionStatus.INTRANS)
-_INERROR = int(pq.TransactionStatus.INERROR)
-_ACTIVE = int(pq.TransactionStatus.ACTIVE)
 
 # At most this many seconds go into cancelling a statement left running in a
 # returned connection (see _cancel_running_statement). Best effort: the
@@ -111,73 +110,6 @@ _CANCEL_TIMEOUT = 2.0
 
 # What libpq cannot go below (psycopg enforces the same minimum).
 _MIN_CONNECT_TIMEOUT = 2
-
-# The password in a URL's user info ("postgresql://user:SECRET@host") and in a
-# key=value conninfo or URL query ("password=SECRET", "password='SE CRET'").
-_URL_PASSWORD = re.compile(r"(://[^:/?#@\s\"]*:)[^@/?#\s\"]*@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&\"]+)", re.IGNORECASE)
-
-
-class ConnectionFailed(psycopg.OperationalError):
-    """A new connection could not be opened.
-
-    A psycopg ``OperationalError``, so existing handlers still catch it; its
-    message names the (masked) target and the server's reason.
-    """
-
-
-class UnusableConnection(Exception):
-    """Raised by the reset/check hooks: the connection must be replaced."""
-
-
-def describe_target(params: dict[str, Any]) -> str:
-    """A URL-like description of connection parameters, without the password."""
-    env = os.environ
-    user = params.get("user") or env.get("PGUSER") or ""
-    host = params.get("host") or env.get("PGHOST") or ""
-    port = params.get("port") or env.get("PGPORT") or ""
-    dbname = params.get("dbname") or env.get("PGDATABASE") or ""
-    # A Unix socket directory is shown in brackets, as it cannot be a host name;
-    # the home directory is shortened to ~, so shared notebooks do not carry
-    # the user's account name.
-    if host.startswith("/"):
-        home = os.path.expanduser("~")
-        if home not in ("", "/") and (host == home or host.startswith(home + "/")):
-            host = "~" + host[len(home) :]
-        where = f"[{host}]"
-    else:
-        where = host or "localhost"
-    if port:
-        where += f":{port}"
-    return f"postgresql://{user + '@' if user else ''}{where}/{dbname}"
-
-
-def mask_password(text: str, password: str | None = None) -> str:
-    """``text`` with any password in it replaced by ``***``.
-
-    Masks a known ``password`` wherever it appears, and whatever looks like
-    one in a URL or conninfo string quoted by a message (libpq quotes the whole
-    URL in some parse errors, before we could know the password).
-    """
-    if password:
-        text = text.replace(password, "***")
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    return _KV_PASSWORD.sub(r"\1***", text)
-
-
-def _socket_poller(conn: Connection) -> Callable[[], object]:
-    """A function answering "does this connection's socket have data to read?".
-
-    It makes no system call but one poll(2) (select(2) where poll is missing),
-    and never reads: a true answer only says the server sent something.
-    """
-    fd = conn.pgconn.socket
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poll = poller.poll
-        return lambda: poll(0)
-    return lambda: select.select([fd], [], [], 0)[0]
 
 
 class PostgresPool:
@@ -200,7 +132,7 @@ class PostgresPool:
         connect_timeout: float | None = None,
         autocommit: bool = True,
         pgbouncer: bool = False,
-        application_name: str = "lunepool_magic",
+        application_name: str = APPLICATION_NAME,
         name: str | None = None,
         configure: Callable[[Connection], object] | None = None,
         **connect_params: Any,
@@ -284,7 +216,7 @@ class PostgresPool:
     def _transaction_block(self, timeout: float | EllipsisType | None) -> Iterator[Connection]:
         with self._pool.borrow(timeout) as conn:
             yield conn
-            if conn.pgconn.transaction_status == _INTRANS:
+            if conn.pgconn.transaction_status == INTRANS:
                 conn.commit()
 
     def with_connection(self, fn: Callable[[Connection], T], timeout: Any = ...) -> T:
@@ -333,9 +265,9 @@ class PostgresPool:
         try:
             if self._configure is not None:
                 self._configure(conn)
-                if conn.pgconn.transaction_status != _IDLE:
+                if conn.pgconn.transaction_status != IDLE:
                     conn.commit()
-            self._pollers[id(conn)] = _socket_poller(conn)
+            self._pollers[id(conn)] = socket_poller(conn)
         except BaseException:
             conn.close()
             raise
@@ -382,7 +314,7 @@ class PostgresPool:
 
     def _reset(self, conn: Connection) -> None:
         # Hot path: runs on every return. Usually three attribute reads.
-        if conn.pgconn.transaction_status != _IDLE:
+        if conn.pgconn.transaction_status != IDLE:
             self._end_transaction(conn)
         if conn.row_factory is not tuple_row:
             conn.row_factory = tuple_row
@@ -392,12 +324,12 @@ class PostgresPool:
     def _end_transaction(self, conn: Connection) -> None:
         """Roll back what a borrower left open; raise if it cannot be done cheaply."""
         status = conn.pgconn.transaction_status
-        if status in (_INTRANS, _INERROR):
+        if status in IN_TRANSACTION:
             logger.info("pool %r: rolling back a transaction left open", self._name)
             conn.rollback()
             return
         state = pq.TransactionStatus(status).name
-        if status == _ACTIVE:
+        if status == ACTIVE:
             # A statement or COPY is still running. Ask the server to stop it
             # (else it runs on, holding locks, and may even commit), then let
             # the pool close the connection: draining could take forever.

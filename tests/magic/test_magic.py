@@ -202,16 +202,16 @@ def test_url_form_and_conninfo_form_connect(ip: Shell, pg_url: str) -> None:
     if pg_url.startswith(("postgresql://", "postgres://")):
         ip.ok(f"%sql {pg_url} --alias url")
         assert ip.scalar("%sql SELECT 3") == 3  # url is current now
-        assert ip.magics._current == "url"
+        assert ip.magics.current_alias == "url"
 
 
 def test_aliases_switch_run_once_list_and_close(ip: Shell, pg_url: str) -> None:
     ip.ok(f'%sql "{pg_url}" --alias one')
     ip.ok(f'%sql "{pg_url}" --alias two')
-    assert ip.magics._current == "two"
+    assert ip.magics.current_alias == "two"
     # run on `one` once; current stays `two`
     ip.ok("%sql --alias one CREATE TEMP TABLE only_on_one (x int)")
-    assert ip.magics._current == "two"
+    assert ip.magics.current_alias == "two"
     assert ip.scalar("%sql --alias one SELECT count(*) FROM only_on_one") == 0
     assert not ip.run("%sql SELECT count(*) FROM only_on_one").success
     switched = ip.ok("%sql --alias one")
@@ -226,9 +226,9 @@ def test_aliases_switch_run_once_list_and_close(ip: Shell, pg_url: str) -> None:
 
     closed = ip.ok("%sql --close")
     assert "Closed 'one'; current connection: 'two'." in closed.out
-    assert ip.magics._current == "two"
+    assert ip.magics.current_alias == "two"
     ip.ok("%sql --close two")
-    assert ip.magics._sessions == {}
+    assert ip.magics.sessions == {}
 
 
 def test_reconnecting_the_same_target_keeps_the_session(ip: Shell, pg_url: str) -> None:
@@ -261,7 +261,7 @@ def test_unreachable_server_fails_fast_without_traceback(ip: Shell) -> None:
     assert isinstance(run.error, SqlCellError)
     assert "could not connect to postgresql://nobody@127.0.0.1:1/nothing" in run.out
     assert "Traceback" not in run.text
-    assert "dead" not in ip.magics._sessions
+    assert "dead" not in ip.magics.sessions
 
 
 def test_bare_sql_with_nothing_connected_explains(ip: Shell) -> None:

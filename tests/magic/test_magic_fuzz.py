@@ -576,7 +576,7 @@ def test_bug_connection_string_with_surrogate_or_nul(fuzz: tuple[Shell, int], ta
         assert not run.success
         assert isinstance(run.error, UsageError), repr(run.error)
         assert re.search(r"NUL|surrogate", str(run.error)), str(run.error)
-    assert "fz_conn" not in ip.magics._sessions
+    assert "fz_conn" not in ip.magics.sessions
     assert_session_kept(ip, pid)
 
 

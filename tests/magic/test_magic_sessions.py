@@ -272,7 +272,7 @@ def test_regression_interrupt_inside_psycopgs_generator_keeps_the_session(pg_url
     the session would be lost. The magic cancels and drains it instead."""
     from psycopg import pq
 
-    from lunepool_magic.postgres.cancel import finish_statement
+    from lunepool_magic.postgres.libpq import finish_statement
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE kept (x int)")

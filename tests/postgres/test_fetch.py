@@ -37,9 +37,12 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.enum import EnumInfo, register_enum
 
-from lunepool_magic.postgres import create_pool, destroy_pool, fetch, with_connection
+from lunepool_magic.postgres import create_pool, destroy_pool, fetch, libpq, with_connection
 from lunepool_magic.postgres.fetch import fetch_frame
-from lunepool_magic.postgres.query import query
+from lunepool_magic.postgres.fetch import plan as fetch_plan
+from lunepool_magic.postgres.fetch import transfer as fetch_transfer
+from lunepool_magic.postgres.frames import COLUMNS_ATTR
+from lunepool_magic.postgres.statement import query
 
 IDLE = TransactionStatus.IDLE
 INTRANS = TransactionStatus.INTRANS
@@ -79,7 +82,7 @@ def tx_conn(pg_url: str) -> Iterator[psycopg.Connection]:
 def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The format the fast path picks ('auto': binary for the common types), or CSV forced."""
     if request.param == "csv":
-        monkeypatch.setattr(fetch, "_BINARY", {})
+        monkeypatch.setattr(fetch_plan, "BINARY_WIRE", {})
     return request.param
 
 
@@ -87,20 +90,20 @@ def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 def formats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The COPY formats fetch_frame chose during the test, in order."""
     seen: list[str] = []
-    real = fetch._plan
+    real = fetch_plan.make_plan
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         fmt, columns = real(*args, **kwargs)
         seen.append(fmt)
         return fmt, columns
 
-    monkeypatch.setattr(fetch, "_plan", spy)
+    monkeypatch.setattr(fetch_plan, "make_plan", spy)
     return seen
 
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch, "BLOCK_BYTES", 2000)
+    monkeypatch.setattr(fetch_transfer, "BLOCK_BYTES", 2000)
 
 
 # --- The comparison -----------------------------------------------------------------------
@@ -583,7 +586,7 @@ def test_text_round_trips(shared_conn: psycopg.Connection, texts: list[str | Non
     statement = "SELECT unnest(%s::text[]) AS t, unnest(%s::text[]) AS a"
     check(shared_conn, statement, [texts, texts[::-1]])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fetch, "_BINARY", {})
+        patch.setattr(fetch_plan, "BINARY_WIRE", {})
         check(shared_conn, statement, [texts, texts[::-1]])
 
 
@@ -720,7 +723,8 @@ def test_limit_stops_the_server(conn: psycopg.Connection) -> None:
     )
     df = fetch_frame(conn, statement, limit=10)
     assert df is not None and df["g"].tolist() == list(range(1, 11))
-    assert df.attrs == {"truncated": True}
+    # The only attributes: the cut, and the column types every result carries.
+    assert df.attrs == {"truncated": True, COLUMNS_ATTR: (("g", 23, -1),)}
     unlimited = fetch_frame(conn, "SELECT 1")
     assert unlimited is not None and "truncated" not in unlimited.attrs
 
@@ -756,7 +760,7 @@ def test_progress_reports(conn: psycopg.Connection) -> None:
     elapsed = [c[2] for c in calls]
     assert rows == sorted(rows) and elapsed == sorted(elapsed)
     gaps = np.diff(elapsed[:-1])  # the last call is the summary, whenever it comes
-    assert (gaps >= fetch.PROGRESS_INTERVAL * 0.9).all(), gaps
+    assert (gaps >= fetch_transfer.PROGRESS_INTERVAL * 0.9).all(), gaps
 
 
 def test_no_progress_callback_for_fast_queries_except_the_summary(conn: psycopg.Connection) -> None:
@@ -877,10 +881,10 @@ def test_interrupt_inside_a_transaction_fails_it(
 def test_a_connection_that_cannot_be_cleaned_is_closed(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def stuck(conn: psycopg.Connection) -> None:
+    def stuck(conn: psycopg.Connection, timeout: float = 0) -> None:
         raise TimeoutError("the server did not stop the COPY in time")
 
-    monkeypatch.setattr(fetch, "_drain", stuck)
+    monkeypatch.setattr(libpq, "drain", stuck)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         with pytest.raises(KeyboardInterrupt), sigint_after(0.3):
             fetch_frame(conn, "SELECT g FROM generate_series(1, 20000000) g")

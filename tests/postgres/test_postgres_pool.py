@@ -799,7 +799,7 @@ def test_sixteen_threads_share_a_pool_of_five(
 
 
 def test_describe_target_hides_the_home_directory_of_a_socket_path(monkeypatch) -> None:
-    from lunepool_magic.postgres.pool import describe_target
+    from lunepool_magic.postgres.conninfo import describe_target
 
     monkeypatch.setenv("HOME", "/home/alice")
     params = {

@@ -25,17 +25,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.enum import EnumInfo, register_enum
 
-from lunepool_magic.postgres.query import (
-    PG_TYPES,
-    STRING_DTYPE,
-    Kind,
-    NoResultSetError,
-    Result,
-    column_type,
-    execute,
-    query,
-    run,
-)
+from lunepool_magic.postgres.frames import PG_TYPES, STRING_DTYPE, Kind, column_type
+from lunepool_magic.postgres.statement import NoResultSetError, Result, execute, query, run
 
 
 @pytest.fixture(scope="module")
@@ -662,7 +653,7 @@ def test_server_errors_pass_through_without_the_password(
 
 
 def test_run_tries_the_copy_fast_path_for_statements_that_read_from_something() -> None:
-    from lunepool_magic.postgres.query import _wants_fast_path
+    from lunepool_magic.postgres.statement import _wants_fast_path
 
     assert _wants_fast_path("SELECT * FROM big", None)
     assert _wants_fast_path("select x\nfrom t", None)
@@ -674,7 +665,7 @@ def test_run_tries_the_copy_fast_path_for_statements_that_read_from_something() 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_run_limit_truncates_on_both_paths(conn: psycopg.Connection, fast: bool) -> None:
-    from lunepool_magic.postgres.query import run
+    from lunepool_magic.postgres.statement import run
 
     sql = "SELECT g FROM generate_series(1, 10) g"
     result = run(conn, sql, fast=fast, limit=3)
@@ -689,7 +680,7 @@ def test_run_limit_truncates_on_both_paths(conn: psycopg.Connection, fast: bool)
 @pytest.mark.parametrize("call", ["query", "execute", "run"])
 def test_sql_with_a_nul_is_refused_before_anything_is_sent(conn: psycopg.Connection, call) -> None:
     """Regression (found by the magic fuzz): libpq cut SQL at NUL, so a DELETE lost its WHERE."""
-    from lunepool_magic.postgres.query import execute, run
+    from lunepool_magic.postgres.statement import execute, run
 
     conn.execute("CREATE TEMP TABLE nul_guard (id int)")
     conn.execute("INSERT INTO nul_guard VALUES (1), (2), (3)")

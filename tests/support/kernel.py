@@ -119,7 +119,7 @@ class Kernel:
         return self.value(
             "(lambda s: None if s is None else {**__import__('dataclasses').asdict("
             "s.pool.stats()), 'transaction': s.transaction})("
-            f"get_ipython().magics_manager.registry['LunepoolMagic']._sessions.get({alias!r}))"
+            f"get_ipython().magics_manager.registry['LunepoolMagic'].sessions.get({alias!r}))"
         )
 
     def backend_pids(self, aliases: list[str]) -> set[int]:

@@ -102,7 +102,7 @@ class Shell:
         return magics
 
     def session(self, alias: str = "default") -> Session:
-        return self.magics._sessions[alias]
+        return self.magics.sessions[alias]
 
     def run(self, source: str) -> CellRun:
         out, err = io.StringIO(), io.StringIO()

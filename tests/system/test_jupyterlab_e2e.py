@@ -61,7 +61,7 @@ from support.jupyterlab import (
 )
 from support.shell import APPLICATION_NAME, active_queries, wait_for
 
-from lunepool_magic.postgres.pool import describe_target
+from lunepool_magic.postgres.conninfo import describe_target
 
 # A skip mark, not a skip at import: in strict mode a skipped collection is
 # an error that stops the whole run; a skipped test fails alone.

@@ -60,7 +60,7 @@ def test_interrupt_cancels_the_query_and_the_next_cell_runs(
     after = kernel.ok("%sql SELECT 42 AS answer")
     assert "42" in after.text
     stats = kernel.ok(
-        "s = get_ipython().magics_manager.registry['LunepoolMagic']._sessions['default']"
+        "s = get_ipython().magics_manager.registry['LunepoolMagic'].sessions['default']"
         ".pool.stats(); print(s.in_use, s.broken)"
     )
     assert stats.text.split() == ["0", "0"]

@@ -90,7 +90,7 @@ Notes:
    int, float without NaN, bool, None).
 
 Round trip: for every column type that ``%sql`` returns (the table in
-:mod:`lunepool_magic.postgres.query`), persisting the DataFrame and reading
+:mod:`lunepool_magic.postgres.statement`), persisting the DataFrame and reading
 the table back with ``SELECT *`` gives an equal DataFrame; the exceptions
 are ``oid`` (UInt32, stored as bigint: Int64 back) and a jsonb column whose
 values are all strings or all numbers (stored as text or numbers). Other DataFrames

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import pq
 
-from lunepool_magic.postgres.cancel import cancel_statement, finish_statement
+from lunepool_magic.postgres.libpq import cancel_statement, finish_statement
 
 
 @pytest.fixture

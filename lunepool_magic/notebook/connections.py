@@ -1,0 +1,265 @@
+"""The notebook's named connections: which exist, which is current, autoconnect.
+
+Each alias names one :class:`~lunepool_magic.notebook.session.Session` (one
+pool). With nothing connected, the first statement connects to
+``DATABASE_URL``, or else to the embedded server, and says which. Methods
+return the lines the cell prints, so the magic only prints them and this module
+can be driven without a shell.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lunepool_magic.notebook import messages
+
+if TYPE_CHECKING:
+    from lunepool_magic.notebook.jobs import JobTable
+    from lunepool_magic.notebook.session import Session
+
+__all__ = ["DEFAULT_ALIAS", "LIST_COLUMNS", "Connections", "Settings", "parse_conninfo"]
+
+DEFAULT_ALIAS = "default"
+
+#: The columns of the connections listing (``%sql`` alone).
+LIST_COLUMNS = [
+    "alias",
+    "current",
+    "target",
+    "source",
+    "transaction",
+    "jobs",
+    "size",
+    "idle",
+    "in_use",
+    "waiting",
+    "max_size",
+    "requests",
+    "waits",
+    "timeouts",
+    "broken",
+]
+
+PASSWORD_IN_CELL_NOTE = (
+    "Note: the password typed in this cell is saved in the notebook (and in "
+    "IPython's history); prefer ~/.pgpass, PGPASSWORD, or --password to be prompted."
+)
+
+
+class Settings(Protocol):
+    """What connecting needs from the user's settings (the magic's traitlets)."""
+
+    max_connections: int
+    acquire_timeout: float | None
+    autoconnect: bool
+
+
+def parse_conninfo(target: str) -> dict[str, Any]:
+    """libpq's parse of a URL or conninfo; the error never repeats the string (password)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    bad = messages.unsendable_char(target)
+    if bad is not None:
+        raise messages.CellUsageError(
+            f"the connection string holds {bad}, which libpq cannot take; retype it (it is "
+            "not repeated here because it may hold a password)"
+        )
+    try:
+        return conninfo_to_dict(target)
+    except psycopg.Error:
+        raise messages.CellUsageError(
+            "could not parse the connection string (check its syntax and quoting; it is "
+            "not repeated here because it may hold a password)"
+        ) from None
+
+
+def _session_module() -> Any:
+    # Imported by the first cell that connects: psycopg stays out of %load_ext.
+    from lunepool_magic.notebook import session
+
+    return session
+
+
+class Connections:
+    """The named sessions of one kernel, and the current alias."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions: dict[str, Session] = {}
+        self.current_alias: str | None = None
+
+    def connect(
+        self,
+        target: str,
+        alias: str | None,
+        ask_password: Callable[[str], str] | None = None,
+    ) -> tuple[Session, list[str], list[str]]:
+        """Connect ``target`` as ``alias`` (default 'default') and make it current.
+
+        Returns the session and the lines to print (stdout, stderr).
+        ``ask_password(where)`` is called to prompt for a password.
+        """
+        alias = alias or DEFAULT_ALIAS
+        params = parse_conninfo(target)
+        warnings = [PASSWORD_IN_CELL_NOTE] if params.get("password") else []
+        password = None
+        if ask_password is not None:
+            from lunepool_magic.postgres.conninfo import describe_target
+
+            password = ask_password(describe_target(params))
+        existing = self.sessions.get(alias)
+        if existing is not None and existing.conninfo == target and password is None:
+            self.current_alias = alias  # re-running a connect cell keeps the session and its state
+            return existing, [], warnings
+        session = self._open(alias, target, "url", password)
+        note = ""
+        if existing is not None:
+            note = f"; replaced the previous {alias!r}"
+            if existing.close():
+                note += " (its open transaction was rolled back)"
+        self.sessions[alias] = session
+        self.current_alias = alias
+        return session, [f"Connected to {session.target} as {alias!r}{note}."], warnings
+
+    def _open(self, alias: str, conninfo: str, source: str, password: str | None) -> Session:
+        """A new session with one connection opened, so a bad target fails right here."""
+        settings = self.settings
+        session = _session_module().Session(
+            alias,
+            conninfo,
+            max_connections=settings.max_connections,
+            acquire_timeout=settings.acquire_timeout,
+            source=source,
+            password=password,
+        )
+        try:
+            session.connect(settings.acquire_timeout)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def named(self, alias: str) -> Session:
+        """The session called ``alias``; a clear error naming the others if there is none."""
+        session = self.sessions.get(alias)
+        if session is None:
+            known = ", ".join(repr(a) for a in self.sessions) or "none yet"
+            raise messages.CellUsageError(
+                f"no connection named {alias!r} (connections: {known}); connect one with "
+                f"%sql postgresql://user@host/db --alias {alias}"
+            )
+        return session
+
+    def current(self) -> tuple[Session, list[str]]:
+        """The current session; with none, connect to DATABASE_URL or the embedded server.
+
+        Returns the session and the lines to print (the "Connected to" line of
+        an autoconnect).
+        """
+        if self.current_alias is not None:
+            return self.sessions[self.current_alias], []
+        if not self.settings.autoconnect:
+            raise messages.CellUsageError(
+                "not connected: %sql postgresql://user@host/db connects "
+                "(LunepoolMagic.autoconnect is off)"
+            )
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            source, origin = "DATABASE_URL", "from DATABASE_URL"
+        else:
+            from lunepool_magic import embedded
+
+            try:
+                url = embedded.start()
+            except Exception as exc:
+                raise messages.SqlCellError(
+                    [
+                        f"ERROR:  could not start the embedded PostgreSQL server: {exc}",
+                        "HINT:  set DATABASE_URL, or connect with %sql postgresql://user@host/db",
+                    ]
+                ) from exc
+            source, origin = "embedded", "the embedded server, as DATABASE_URL is not set"
+        session = self._open(DEFAULT_ALIAS, url, source, None)
+        self.sessions[DEFAULT_ALIAS] = session
+        self.current_alias = DEFAULT_ALIAS
+        return session, [f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}."]
+
+    def use(self, session: Session) -> str:
+        """Make ``session`` current; the line that says so."""
+        self.current_alias = session.alias
+        return f"Using {session.alias!r} ({session.target})."
+
+    def listing(self, jobs: JobTable | None) -> Any:
+        """The connections as a DataFrame (one row per alias, with pool statistics)."""
+        import pandas as pd
+
+        rows = []
+        for alias, session in self.sessions.items():
+            s = session.pool.stats()
+            running = len(jobs.running(alias)) if jobs is not None else 0
+            rows.append(
+                [
+                    alias,
+                    "*" if alias == self.current_alias else "",
+                    session.target,
+                    session.source,
+                    session.transaction,
+                    running,
+                    s.size,
+                    s.idle,
+                    s.in_use,
+                    s.waiting,
+                    s.max_size,
+                    s.requests,
+                    s.waits,
+                    s.timeouts,
+                    s.broken,
+                ]
+            )
+        return pd.DataFrame(rows, columns=LIST_COLUMNS).set_index("alias")
+
+    def empty_listing_line(self) -> str:
+        """What ``%sql`` says before anything is connected."""
+        fallback = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the embedded server"
+        return (
+            "No connections yet. %sql postgresql://user@host/db connects; "
+            f"a statement without one connects to {fallback}."
+        )
+
+    def close(self, name: str | None, jobs: JobTable | None) -> str:
+        """Close ``name`` (default: the current one), cancelling its jobs; the line to print."""
+        alias = name or self.current_alias
+        if alias is None:
+            raise messages.CellUsageError("nothing to close: no connection is open")
+        session = self.named(alias)
+        cancelled = []
+        if jobs is not None:
+            cancelled = jobs.running(alias)
+            jobs.cancel(cancelled, report_here=True)
+        del self.sessions[alias]
+        rolled_back = session.close()
+        message = f"Closed {alias!r}"
+        if rolled_back:
+            message += " (its open transaction was rolled back)"
+        if cancelled:
+            numbers = ", ".join(f"[{j.number}]" for j in cancelled)
+            message += f" (its background jobs {numbers} were cancelled)"
+        if self.current_alias == alias:
+            # The most recently connected of the others, if any, becomes current.
+            self.current_alias = next(reversed(self.sessions), None)
+            if self.current_alias is not None:
+                message += f"; current connection: {self.current_alias!r}"
+        return message + "."
+
+    def close_all(self) -> None:
+        """Close every session (pinned transactions roll back); errors are ignored."""
+        sessions = list(self.sessions.values())
+        self.sessions, self.current_alias = {}, None
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # closing at exit: nothing left to tell
+                continue

@@ -1,0 +1,311 @@
+"""What the fast path sends: the probe, the COPY format and each column's decoder.
+
+The probe (``LIMIT 0`` in a transaction or savepoint of our own) reports the
+result's column types without running the query; from them and the session's
+settings the plan picks binary COPY when every column can be decoded exactly
+from it, CSV otherwise, and writes the COPY statement.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import psycopg
+import psycopg.sql
+import pyarrow as pa
+from psycopg import pq
+from psycopg.pq import ExecStatus, Format
+from psycopg.rows import tuple_row
+
+from lunepool_magic.postgres import libpq
+from lunepool_magic.postgres.fetch.columns import Column
+from lunepool_magic.postgres.frames import PG_TYPES, Kind, column_type, type_oid
+
+Query = str | bytes | psycopg.sql.Composable
+Params = Any
+
+ALIAS = "_lunepool_q"
+SAVEPOINT = "_lunepool_fastpath"
+
+
+class Declined(Exception):
+    """The fast path cannot run this statement; nothing has been executed."""
+
+
+# --- Statement text ---------------------------------------------------------------------
+
+# Leading blanks, comments (block comments nest in PostgreSQL) and parentheses.
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|\()*")
+
+
+_QUERY_KEYWORD = re.compile(r"(?i)(?:select|with|values|table)\b")
+
+
+def _skip_block_comment(text: str, i: int) -> int:
+    depth = 0
+    n = len(text)
+    while i < n:
+        if text.startswith("/*", i):
+            depth += 1
+            i += 2
+        elif text.startswith("*/", i):
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return n
+
+
+def looks_like_a_query(text: str) -> bool:
+    """True if the statement starts with SELECT, WITH, VALUES or TABLE."""
+    i = 0
+    while True:
+        i = _LEADING.match(text, i).end()
+        if text.startswith("/*", i):
+            i = _skip_block_comment(text, i)
+            continue
+        return _QUERY_KEYWORD.match(text, i) is not None
+
+
+def statement_text(conn: psycopg.Connection[Any], sql: Query) -> str:
+    if isinstance(sql, psycopg.sql.Composable):
+        text = sql.as_string(conn)
+    elif isinstance(sql, bytes | bytearray | memoryview):
+        text = bytes(sql).decode("utf-8")
+    else:
+        text = sql
+    # A trailing ';' would end the statement inside our parentheses.
+    return text.rstrip().rstrip(";").rstrip()
+
+
+# --- Column plans -----------------------------------------------------------------------
+
+# psycopg's own text loaders, by class name (C and Python implementations
+# share the names): a column is decoded by us only if psycopg would load it with
+# one of these, so a loader an application registered is always honoured.
+_PSYCOPG_MODULES = ("psycopg.", "psycopg_binary.", "psycopg_c.")
+
+
+_OWN_LOADERS = {
+    **dict.fromkeys(map(type_oid, ("int2", "int4", "int8", "oid")), "IntLoader"),
+    **dict.fromkeys(map(type_oid, ("float4", "float8")), "FloatLoader"),
+    type_oid("bool"): "BoolLoader",
+    **dict.fromkeys(map(type_oid, ("text", "varchar", "bpchar", "name", '"char"')), "TextLoader"),
+    type_oid("timestamp"): "TimestampLoader",
+    type_oid("timestamptz"): "TimestamptzLoader",
+    type_oid("date"): "DateLoader",
+}
+
+
+# Binary wire decoders: (decoder, numpy big-endian dtype or None, width).
+BINARY_WIRE: dict[int, tuple[str, str | None, int]] = {
+    type_oid("int2"): ("int", ">i2", 2),
+    type_oid("int4"): ("int", ">i4", 4),
+    type_oid("int8"): ("int", ">i8", 8),
+    type_oid("oid"): ("int", ">u4", 4),
+    type_oid("float8"): ("float", ">f8", 8),
+    type_oid("bool"): ("bool", None, 1),
+    type_oid("text"): ("text", None, -1),
+    type_oid("varchar"): ("text", None, -1),
+    type_oid("bpchar"): ("text", None, -1),
+    type_oid("name"): ("text", None, -1),
+    type_oid("timestamp"): ("timestamp", ">i8", 8),
+    type_oid("timestamptz"): ("timestamptz", ">i8", 8),
+    type_oid("date"): ("date", ">i4", 4),
+}
+
+
+_FLOAT_OIDS = frozenset((type_oid("float4"), type_oid("float8")))
+
+
+_DATETIME_OIDS = frozenset(map(type_oid, ("timestamp", "timestamptz", "date")))
+
+
+# Values inside these bounds can be held by Python in any session time zone
+# (offsets are under a day); values outside go through the row path's loaders.
+SAFE_WINDOW = {
+    type_oid("timestamp"): ("'0002-01-01 00:00:00'::timestamp", "'9998-12-31 00:00:00'::timestamp"),
+    type_oid("timestamptz"): (
+        "'0002-01-02 00:00:00+00'::timestamptz",
+        "'9998-12-30 00:00:00+00'::timestamptz",
+    ),
+    type_oid("date"): ("'0002-01-01'::date", "'9998-12-31'::date"),
+}
+
+
+# CSV: pyarrow types of the columns pyarrow converts itself.
+CSV_ARROW_TYPES = {
+    type_oid("int2"): pa.int16(),
+    type_oid("int4"): pa.int32(),
+    type_oid("int8"): pa.int64(),
+    type_oid("oid"): pa.uint32(),
+    type_oid("float4"): pa.float64(),  # then float32, like the row path (str -> float -> float32)
+    type_oid("float8"): pa.float64(),
+    type_oid("bool"): pa.bool_(),
+}
+
+
+def _psycopg_loads_it(conn: psycopg.Connection[Any], oid: int) -> bool:
+    loader = conn.adapters.get_loader(oid, Format.TEXT)
+    return (
+        loader is not None
+        and loader.__qualname__ == _OWN_LOADERS.get(oid)
+        and loader.__module__.startswith(_PSYCOPG_MODULES)
+    )
+
+
+def _exact_float_text(server_version: int, extra_float_digits: int) -> bool:
+    """Does float8's text form (what the row path parses) give back the exact double?"""
+    if server_version >= 120000:
+        return extra_float_digits >= 1  # shortest exact form
+    return extra_float_digits >= 3
+
+
+def make_plan(
+    conn: psycopg.Connection[Any], fields: list[tuple[str, int, int]], extra_float_digits: int
+) -> tuple[str, list[Column]]:
+    """Choose the COPY format and each column's decoder; ``fields``: (name, OID, typmod)."""
+    iso = (conn.info.parameter_status("DateStyle") or "").upper().startswith("ISO")
+    floats_exact = _exact_float_text(conn.info.server_version, extra_float_digits)
+    typmods = [typmod for _, _, typmod in fields]
+    types = [(name, oid, column_type(oid, conn.adapters)) for name, oid, _ in fields]
+
+    def binary_ok(oid: int) -> bool:
+        if oid not in BINARY_WIRE or not _psycopg_loads_it(conn, oid):
+            return False
+        if oid in _FLOAT_OIDS:
+            return floats_exact
+        return iso or oid not in _DATETIME_OIDS
+
+    if all(binary_ok(oid) for _, oid, _ in types):
+        return "binary", [
+            Column(name, oid, ct, BINARY_WIRE[oid][0], typmod)
+            for (name, oid, ct), typmod in zip(types, typmods, strict=True)
+        ]
+
+    columns = []
+    for (name, oid, ct), typmod in zip(types, typmods, strict=True):
+        if oid in CSV_ARROW_TYPES and _psycopg_loads_it(conn, oid):
+            decoder = {Kind.INTEGER: "int", Kind.FLOAT: "float", Kind.BOOLEAN: "bool"}[ct.kind]
+        elif ct.kind is Kind.STRING and (oid not in PG_TYPES or _psycopg_loads_it(conn, oid)):
+            # Listed text types with psycopg's TextLoader, or types psycopg has no
+            # loader for (column_type() decided that): both give the decoded text.
+            decoder = "text"
+        else:
+            decoder = "loader"
+        columns.append(Column(name, oid, ct, decoder, typmod))
+    return "csv", columns
+
+
+def copy_statement(text: str, fmt: str, columns: list[Column], limit: int | None) -> str:
+    aliases = [f'"c{j}"' for j in range(len(columns))]
+    select = f"{ALIAS}.*"
+    if fmt == "binary":
+        # One extra text column per date/time column: the server's text for the
+        # values outside the safe window (NULL for all others).
+        for j, col in enumerate(columns):
+            if col.oid in SAFE_WINDOW:
+                lo, hi = SAFE_WINDOW[col.oid]
+                c = aliases[j]
+                select += f", CASE WHEN {c} < {lo} OR {c} >= {hi} THEN {c}::text END"
+    query = f"SELECT {select} FROM (\n{text}\n) AS {ALIAS}({', '.join(aliases)})"
+    if limit is not None:
+        query += f" LIMIT {limit + 1}"
+    return f"COPY ({query}) TO STDOUT (FORMAT {fmt})"
+
+
+# --- The probe --------------------------------------------------------------------------
+
+_SETTING_QUERY = "SELECT current_setting('extra_float_digits')::int"
+
+
+def _probe_query(text: str) -> str:
+    return f"SELECT * FROM (\n{text}\n) AS {ALIAS} LIMIT 0"
+
+
+def probe(
+    conn: psycopg.Connection[Any], text: str, params: Params | None, own: bool
+) -> tuple[list[tuple[str, int, int]], int]:
+    """Start the transaction or savepoint; return the result's (name, OID)s and the setting.
+
+    One round trip, in pipeline mode. Each statement goes through the extended
+    protocol, which takes one statement only: a text that would be more than
+    one statement once wrapped is rejected, as the row path rejects it.
+    """
+    start = "BEGIN" if own else f"SAVEPOINT {SAVEPOINT}"
+    if params is None and (own or conn.pgconn.transaction_status == libpq.INTRANS):
+        with conn.lock:
+            return _probe_libpq(conn, [start, _SETTING_QUERY, _probe_query(text)])
+    # Parameters are bound by psycopg, server-side as in the row path; a
+    # connection outside autocommit gets psycopg's own BEGIN first.
+    with conn.pipeline():
+        # prepare=False: nothing of ours lingers in psycopg's prepared statements.
+        conn.execute(start, prepare=False)
+        setting = conn.execute(_SETTING_QUERY, prepare=False)
+        probe = conn.cursor(row_factory=tuple_row)
+        probe.execute(_probe_query(text), params, prepare=False)
+    row = setting.fetchone()
+    result = probe.pgresult
+    fields = [
+        (c.name, c.type_code, result.fmod(j) if result else -1)
+        for j, c in enumerate(probe.description or ())
+    ]
+    return fields, int(row[0]) if row else 0
+
+
+def _probe_libpq(
+    conn: psycopg.Connection[Any], queries: list[str]
+) -> tuple[list[tuple[str, int, int]], int]:
+    """``probe`` without psycopg's cursors (a third of the time): libpq's pipeline mode."""
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    pgconn.enter_pipeline_mode()
+    try:
+        for query in queries:
+            pgconn.send_query_params(query.encode(encoding), None)
+        pgconn.pipeline_sync()
+        libpq.flush(pgconn)
+        results = pipeline_results(pgconn)
+    except BaseException:
+        abandon_pipeline(conn)
+        raise
+    pgconn.exit_pipeline_mode()
+    for result in results:
+        if result.status == ExecStatus.FATAL_ERROR:
+            raise libpq.error_from(conn, result)
+    setting, probe = results[1], results[2]
+    fields = [
+        (probe.fname(i).decode(encoding), probe.ftype(i), probe.fmod(i))
+        for i in range(probe.nfields)
+    ]
+    return fields, int(setting.get_value(0, 0))
+
+
+def pipeline_results(pgconn: Any, deadline: float | None = None) -> list[Any]:
+    """Every result of a pipeline, up to its sync point."""
+    results = []
+    while True:
+        result = libpq.next_result(pgconn, deadline)
+        if result is None:  # between two queries' results
+            if pgconn.status != pq.ConnStatus.OK:
+                raise psycopg.OperationalError("the connection was lost")
+            continue
+        if result.status == ExecStatus.PIPELINE_SYNC:
+            return results
+        results.append(result)
+
+
+def abandon_pipeline(conn: psycopg.Connection[Any]) -> None:
+    """After an interrupt in the probe: cancel, read to the sync point, leave pipeline mode."""
+    pgconn = conn.pgconn
+    try:
+        if pgconn.transaction_status == libpq.ACTIVE:
+            conn.cancel_safe(timeout=libpq.CANCEL_TIMEOUT)
+        pipeline_results(pgconn, time.monotonic() + libpq.CANCEL_TIMEOUT)
+        pgconn.exit_pipeline_mode()
+    except BaseException:  # a second Ctrl-C, a dead socket, a server that does not stop
+        libpq.close_quietly(conn)
