@@ -10,6 +10,7 @@ can be driven without a shell.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
     from lunepool_magic.notebook.jobs import JobTable
     from lunepool_magic.notebook.session import Session
 
-__all__ = ["DEFAULT_ALIAS", "LIST_COLUMNS", "Connections", "Settings", "parse_conninfo"]
+__all__ = [
+    "DEFAULT_ALIAS",
+    "LIST_COLUMNS",
+    "Connections",
+    "Settings",
+    "parse_conninfo",
+    "without_driver",
+]
 
 DEFAULT_ALIAS = "default"
 
@@ -54,6 +62,21 @@ class Settings(Protocol):
     max_connections: int
     acquire_timeout: float | None
     autoconnect: bool
+
+
+# SQLAlchemy's URL spelling, postgresql+psycopg2://...: the driver part names a
+# Python driver, which libpq does not know.
+_DRIVER_URL = re.compile(r"(postgres(?:ql)?)\+[\w.]*(://)", re.IGNORECASE)
+
+
+def without_driver(target: str) -> tuple[str, str | None]:
+    """``target`` with a SQLAlchemy ``+driver`` part removed, and the note saying so."""
+    match = _DRIVER_URL.match(target)
+    if match is None:
+        return target, None
+    driver = target[len(match.group(1)) + 1 : match.end() - 3]
+    note = f"Note: the URL's +{driver} driver part is ignored (lunepool_magic uses psycopg 3)."
+    return match.group(1) + match.group(2) + target[match.end() :], note
 
 
 def parse_conninfo(target: str) -> dict[str, Any]:
@@ -103,8 +126,11 @@ class Connections:
         ``ask_password(where)`` is called to prompt for a password.
         """
         alias = alias or DEFAULT_ALIAS
+        target, driver_note = without_driver(target)
         params = parse_conninfo(target)
-        warnings = [PASSWORD_IN_CELL_NOTE] if params.get("password") else []
+        warnings = [driver_note] if driver_note else []
+        if params.get("password"):
+            warnings.append(PASSWORD_IN_CELL_NOTE)
         password = None
         if ask_password is not None:
             from lunepool_magic.postgres.conninfo import describe_target

@@ -103,12 +103,14 @@ class MagicLine:
 
 # The common case: the line starts with a word that is neither an option nor
 # a target nor a `VAR <<` capture. `\w+` then anything but `=`, `:` (URL
-# scheme) and `<<` right after the word.
-_PLAIN_SQL_RE = re.compile(r"\s*[A-Za-z_(]\w*(?![\w=:])(?!\s*<<)")
+# scheme), `+driver://` (SQLAlchemy's URL spelling) and `<<` right after the word.
+_PLAIN_SQL_RE = re.compile(r"\s*[A-Za-z_(]\w*(?![\w=:])(?!\+[\w.]*://)(?!\s*<<)")
 
 _WORD_RE = re.compile(r"\S+")
 _IDENT_RE = re.compile(r"[A-Za-z_]\w*\Z")
-_URL_RE = re.compile(r"postgres(?:ql)?://\S*", re.IGNORECASE)
+# postgresql:// and postgres://, also with SQLAlchemy's "+driver" (postgresql+psycopg2://):
+# URL-shaped text must never reach the SQL path, where a password would be echoed.
+_URL_RE = re.compile(r"postgres(?:ql)?(?:\+[\w.]*)?://\S*", re.IGNORECASE)
 # One conninfo pair: key=value, value single-quoted (with \' and \\) or bare.
 _PAIR_RE = re.compile(r"[A-Za-z_]+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)(?=\s|\Z)", re.DOTALL)
 _KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
