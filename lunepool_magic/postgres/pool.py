@@ -1,65 +1,13 @@
 """A pool of psycopg 3 connections on top of the generic :class:`~lunepool_magic.pool.Pool`.
 
-What this layer adds to the generic pool, and why:
-
-* **Connecting.** A URL or libpq conninfo string, keyword parameters, or
-  nothing at all: libpq fills the gaps from ``PGHOST``/``PGUSER``/... and
-  ``~/.pgpass``, as psql does. Connections are in autocommit mode by default,
-  like psql: each statement commits when it succeeds, ``SELECT 1`` is one
-  round trip, and a transaction is explicit (``with conn.transaction():``).
-  Connections open lazily, so a pool can be created while the server is
-  down; ``min_connections`` opens some at once (and then fails at once).
-  Opening one waits at most ``connect_timeout`` seconds, by default
-  ``min(10, acquire_timeout)`` but never under 2 s (libpq's minimum), so a
-  server that hangs makes a borrow fail instead of hanging it.
-* **Clean return** (the pool's ``reset``, run on every returned connection).
-  What is reset, what is kept, and why:
-
-  - *Reset:* an open or failed transaction is rolled back (it would hold
-    locks and an old snapshot, and the next statement of a failed one would
-    fail). The rollback also ends ``SET LOCAL`` settings, cursors without
-    ``WITH HOLD`` and transaction-level locks. The psycopg attributes that
-    the pool and its callers rely on go back to the pool's settings:
-    ``autocommit`` and ``row_factory`` (tuples).
-  - *Closed and replaced:* a connection with a query or COPY still running
-    (psycopg state ACTIVE: a COPY TO left early without an exception, a
-    suspended ``cursor.stream()``, a statement sent and never read), and a
-    broken or closed one. Draining a running statement could take forever,
-    so the statement is cancelled (so the server stops working on it: an
-    abandoned UPDATE would otherwise run on, and in autocommit even commit)
-    and the connection closed. psycopg itself already cancels and cleans up
-    after an exception inside ``cursor.copy()`` or ``stream()`` and after
-    Ctrl-C during a query; such connections come back clean and are kept.
-  - *Kept,* because a notebook user sets them on purpose and sequential
-    cells get the same connection back (the pool lends the most recently
-    returned one first): ``SET`` parameters (``search_path``, ``TimeZone``,
-    ``SET ROLE``...), temporary tables, prepared statements, ``LISTEN``
-    registrations and notifications not yet read, ``WITH HOLD`` cursors,
-    session-level advisory locks; and, in psycopg, adapters registered on the
-    connection, notice/notify handlers, ``isolation_level``/``read_only``/
-    ``deferrable`` and ``prepare_threshold``. Code that needs a pristine
-    session runs ``DISCARD ALL`` itself.
-* **Liveness before lending** (the pool's ``check``): the socket of an idle
-  connection is polled, one system call and no round trip. A backend that was
-  terminated, or a server that shut down, has sent its goodbye there; only
-  when the socket has something to read is a real (empty) query sent, which
-  reads it and either proves the session alive (a notification waiting for a
-  ``LISTEN``er is kept for ``conn.notifies()``) or fails, and a dead
-  connection is replaced before the borrower sees it. A connection that dies
-  without a word (a network cut with no FIN) cannot be seen this way; the
-  first statement on it fails and the connection is discarded.
-* **Errors** that mean "this session is gone" are decided in
-  :mod:`lunepool_magic.postgres.errors`; such a connection is discarded after
-  the error has reached its caller. Statements are never retried silently.
-* **PgBouncer** in transaction pooling mode: ``pgbouncer=True`` turns off
-  psycopg's automatic prepared statements (made after 5 runs of one query),
-  which PgBouncer before 1.21 cannot route: the next execution may land on
-  another server connection (``prepared statement "_pg3_0" does not exist``
-  / ``already exists``). Session state is not kept behind PgBouncer.
-* **Secrets.** The password is passed to libpq and to nothing else: the
-  pool's name, ``repr``, logs and error messages show a masked target; even
-  the parse error of a malformed URL, where libpq quotes the whole URL, is
-  masked.
+It adds connecting (URL, conninfo or keywords; libpq's environment fills the
+gaps; autocommit by default, like psql), a clean return (an open or failed
+transaction is rolled back, a running statement cancelled and its connection
+closed; session state a notebook sets on purpose is kept), a liveness check
+before lending (one poll(2) of an idle socket), discarding after errors that
+end the session (:mod:`lunepool_magic.postgres.errors`), a PgBouncer mode
+(no automatic prepared statements), and masked targets in every message.
+Why each is so: docs/pool.md.
 """
 
 from __future__ import annotations
