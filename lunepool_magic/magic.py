@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import inspect
 import re
 import sys
 from collections import ChainMap
@@ -34,7 +35,14 @@ from traitlets import Bool, Float, Int, observe
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
-from lunepool_magic.notebook.options import MagicLine, OptionError, is_plain_sql, parse_line
+from lunepool_magic.notebook.options import (
+    OPTIONS,
+    MagicLine,
+    OptionError,
+    is_plain_sql,
+    options_help,
+    parse_line,
+)
 from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
@@ -55,10 +63,8 @@ _PLAN_TEXT_MAX = 4096
 # A cell whose text starts with a backslash is a psql command (\dt, \d orders).
 _META_RE = re.compile(r"\s*\\")
 
-_NEEDS_SQL = {
-    "explain": "%sql --explain SELECT ...  (or --analyze)",
-    "background": "%%sql --background df <<  then the SQL in the cell",
-}
+# Options that need a statement after them.
+_NEEDS_SQL = frozenset({"explain", "analyze", "background"})
 
 _binding_module: Any = None  # lunepool_magic.notebook.binding, imported by the first cell
 
@@ -222,6 +228,9 @@ class LunepoolMagic(Magics):
 
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
         show_traceback, row_limit, progress_after, autoconnect). Also available as ``%lunesql``.
+
+        Options (``%sql --help`` shows this help too)::
+
         """
         try:
             if cell is None and is_plain_sql(line):
@@ -257,6 +266,9 @@ class LunepoolMagic(Magics):
         self, opts: MagicLine, text: str, line_offset: int, local_ns: Any, cell: bool
     ) -> Any:
         """Everything but the hot path: connect, switch, list, close, the commands, then run."""
+        if opts.help:
+            print(SQL_HELP)
+            return None
         if opts.close:
             print(self._connections.close(opts.close_name, self._jobs))
             return None
@@ -277,9 +289,9 @@ class LunepoolMagic(Magics):
             return self._persist(session or self._current_session(), opts, local_ns)
 
         if not text or text.isspace():
-            for flag, usage in _NEEDS_SQL.items():
-                if getattr(opts, flag) or (flag == "explain" and opts.analyze):
-                    raise UsageError(f"--{flag} needs a statement: {usage}")
+            for option in OPTIONS:
+                if option.key in _NEEDS_SQL and getattr(opts, option.key):
+                    raise UsageError(f"{option.flags[0]} needs a statement: {option.usage}")
             if opts.out is not None:
                 raise UsageError(f"nothing to store in {opts.out}: the cell has no statement")
             if opts.list_connections or (session is None and not cell):
@@ -670,6 +682,16 @@ class LunepoolMagic(Magics):
             with contextlib.suppress(Exception):
                 self._jobs.close()
         self._connections.close_all()
+
+
+# The help of %sql? and %sql --help: the docstring, its options section
+# generated from the one option table.
+LunepoolMagic.sql.__doc__ = (
+    (LunepoolMagic.sql.__doc__ or "")
+    + "\n".join("            " + line for line in options_help().splitlines())
+    + "\n"
+)
+SQL_HELP = inspect.cleandoc(LunepoolMagic.sql.__doc__)
 
 
 def _print_lines(out: list[str], err: list[str] | None = None) -> None:

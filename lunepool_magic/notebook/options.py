@@ -7,17 +7,8 @@ re-tokenise the whole line, mangle quotes in SQL and cost tens of
 microseconds per cell, so the options are read by hand, left to right, and
 the rest of the line is kept as the exact original text.
 
-Grammar (options first, in any order; then the SQL)::
-
-    [--alias NAME | -a NAME] [--out VAR | -o VAR | VAR <<]
-    [--password | -W] [--list | -l] [--close [NAME] | -x [NAME]]
-    [--persist VAR [--append | --replace] [--table NAME]]
-    [--append VAR | --replace VAR]           (short for --persist VAR --append/--replace)
-    [--explain] [--analyze]                  (--analyze implies --explain)
-    [--background]
-    [--jobs] [--wait [N]] [--cancel [N | all]]
-    [postgresql://... | postgres://... | key=value ... | "quoted conninfo"]
-    [SQL ...]
+The options are declared once, in ``OPTIONS``; the grammar, the usage lines
+in error messages, ``%sql --help`` and ``%sql?`` are generated from it.
 
 ``--table NAME`` is a table name as SQL spells it: ``orders``,
 ``sales.orders``, ``"My Table"``, ``sales."Q1"`` (unquoted parts are
@@ -40,7 +31,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["MagicLine", "OptionError", "is_plain_sql", "parse_line"]
+__all__ = [
+    "OPTIONS",
+    "MagicLine",
+    "Option",
+    "OptionError",
+    "is_plain_sql",
+    "options_help",
+    "parse_line",
+]
 
 
 class OptionError(ValueError):
@@ -84,20 +83,15 @@ class MagicLine:
     cancel: bool = False
     job: str | None = None
     limit: str | None = None
+    help: bool = False
 
     @property
     def command(self) -> str | None:
         """The option that makes this line a command taking no SQL, or None."""
-        if self.close:
-            return "--close"
-        if self.persist is not None:
-            return "--persist"
-        if self.jobs:
-            return "--jobs"
-        if self.wait:
-            return "--wait"
-        if self.cancel:
-            return "--cancel"
+        for option in _COMMANDS:
+            given = getattr(self, option.key)
+            if given is not None and given is not False:
+                return option.flags[0]
         return None
 
 
@@ -117,33 +111,123 @@ _KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
 _SPACE_RE = re.compile(r"\s*")
 _CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*<<")
 
-_FLAGS_WITH_VALUE = {
-    "--alias": "alias",
-    "-a": "alias",
-    "--out": "out",
-    "-o": "out",
-    "--limit": "limit",
-}
-_FLAGS = {"--password": "password_prompt", "-W": "password_prompt", "--list": "list_connections"}
-_FLAGS["-l"] = "list_connections"
-_FLAGS.update(
-    {"--explain": "explain", "--analyze": "analyze", "--background": "background", "--jobs": "jobs"}
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of the magic line: its spellings, what it takes, and its help.
+
+    ``takes`` says what follows the flag: ``flag`` (nothing), ``name`` (a
+    Python-style name), ``rows`` (a number), ``var`` (a DataFrame variable),
+    ``var?`` / ``name?`` / ``job?`` (optional: one, if the next word is one),
+    ``table`` (a table name as SQL spells it). ``command`` options take no
+    SQL; ``usage`` is the line an error message shows for them.
+    """
+
+    flags: tuple[str, ...]
+    key: str
+    takes: str
+    help: str
+    metavar: str = ""
+    command: bool = False
+    usage: str = ""
+    value: object = True  # what a flag sets (--append and --replace set persist_mode)
+
+    @property
+    def synopsis(self) -> str:
+        """``--alias NAME`` / ``--close [NAME]``, for the usage lines."""
+        if not self.metavar:
+            return self.flags[0]
+        optional = self.takes.endswith("?")
+        return (
+            f"{self.flags[0]} [{self.metavar}]" if optional else f"{self.flags[0]} {self.metavar}"
+        )
+
+
+#: Every option of ``%sql``, in the order ``%sql --help`` lists them.
+OPTIONS: tuple[Option, ...] = (
+    Option(("--alias", "-a"), "alias", "name", "run on (or connect as) this connection", "NAME"),
+    Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
+    Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
+    Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
+    Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
+    Option(
+        ("--close", "-x"),
+        "close",
+        "name?",
+        "close NAME (default: the current one)",
+        "NAME",
+        command=True,
+        usage="%sql --close [NAME]",
+    ),
+    Option(
+        ("--persist",),
+        "persist",
+        "var",
+        "store DataFrame VAR as a table (through COPY)",
+        "VAR",
+        command=True,
+        usage="%sql --persist VAR [--append | --replace] [--table NAME]",
+    ),
+    Option(
+        ("--append",),
+        "persist_mode",
+        "var?",
+        "with --persist: add the rows",
+        "VAR",
+        value="append",
+    ),
+    Option(
+        ("--replace",),
+        "persist_mode",
+        "var?",
+        "with --persist: drop and create it",
+        "VAR",
+        value="replace",
+    ),
+    Option(("--table",), "table", "table", "with --persist: the table's name", "NAME"),
+    Option(("--explain",), "explain", "flag", "show the planner's estimates as a tree"),
+    Option(("--analyze",), "analyze", "flag", "run it and show times and actual rows"),
+    Option(("--background",), "background", "flag", "run the cell on another connection; return"),
+    Option(("--jobs",), "jobs", "flag", "list background jobs", command=True, usage="%sql --jobs"),
+    Option(
+        ("--wait",),
+        "wait",
+        "job?",
+        "wait for job N (default: all not yet reported)",
+        "N",
+        command=True,
+        usage="%sql --wait [N]",
+    ),
+    Option(
+        ("--cancel",),
+        "cancel",
+        "job?",
+        "cancel job N on the server (default: all)",
+        "N | all",
+        command=True,
+        usage="%sql --cancel [N | all]",
+    ),
+    Option(("--help", "-h"), "help", "flag", "show this help", command=True, usage="%sql --help"),
 )
-_CLOSE = ("--close", "-x")
-# --persist VAR; --append [VAR] and --replace [VAR] set the mode (and VAR, if given).
-_PERSIST_MODES = {"--append": "append", "--replace": "replace"}
-# --wait [N], --cancel [N | all].
-_JOB_COMMANDS = {"--wait": "wait", "--cancel": "cancel"}
+
+_BY_FLAG = {flag: option for option in OPTIONS for flag in option.flags}
+_COMMANDS = [o for o in OPTIONS if o.command]
+
+
+def options_help() -> str:
+    """The options section of ``%sql --help`` and ``%sql?``, one line per option."""
+    rows = [(", ".join((*o.flags[1:2], o.synopsis)), o.help) for o in OPTIONS]
+    width = max(len(spelled) for spelled, _ in rows)
+    return "\n".join(f"  {spelled.ljust(width)}  {text}" for spelled, text in rows)
+
+
 _JOB_RE = re.compile(r"(\d+|all)(?=\s|\Z)")
 # A table name: one or two identifiers, each plain (letters, digits, _, $) or "quoted".
 _IDENT_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _TABLE_RE = re.compile(rf"{_IDENT_PART}(?:\.{_IDENT_PART})?(?=\s|\Z)")
 
 _OPTIONS_HELP = (
-    "options: --alias NAME, --out VAR (or VAR <<), --limit N, --password, --list, "
-    "--close [NAME], "
-    "--persist VAR [--append | --replace] [--table NAME], --explain, --analyze, "
-    "--background, --jobs, --wait [N], --cancel [N | all]; see %sql?"
+    "options: " + ", ".join(o.synopsis for o in OPTIONS if o.key != "help") + "; see %sql --help"
 )
 
 
@@ -210,6 +294,7 @@ _NEW_STYLE_KEYS = frozenset(
         "jobs",
         "wait",
         "cancel",
+        "help",
     }
 )
 
@@ -231,6 +316,7 @@ def _check_combination(opts: MagicLine) -> None:
             ("--wait", opts.wait),
             ("--cancel", opts.cancel),
             ("--close", opts.close),
+            ("--help", opts.help),
         )
         if given
     ]
@@ -239,13 +325,7 @@ def _check_combination(opts: MagicLine) -> None:
     if command is None:
         return
     if opts.sql.strip():
-        usage = {
-            "--persist": "%sql --persist VAR [--append | --replace] [--table NAME]",
-            "--jobs": "%sql --jobs",
-            "--wait": "%sql --wait [N]",
-            "--cancel": "%sql --cancel [N | all]",
-        }.get(command, command)
-        raise OptionError(f"{command} takes no SQL: {usage}")
+        raise OptionError(f"{command} takes no SQL: {_BY_FLAG[command].usage}")
     if opts.out is not None:
         raise OptionError(f"{command} stores nothing in a variable; leave out --out / VAR <<")
 
@@ -259,15 +339,17 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
     value: str | None = None
     if word.startswith("--") and "=" in word:
         word, value = word.split("=", 1)
-    if word in _FLAGS_WITH_VALUE:
-        key = _FLAGS_WITH_VALUE[word]
+    option = _BY_FLAG.get(word)
+    if option is None:
+        pass
+    elif option.takes in ("name", "rows"):
         if value is None:
             value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
             if value_match is None:
-                what = "a number of rows" if key == "limit" else "a name"
+                what = "a number of rows" if option.takes == "rows" else "a name"
                 raise OptionError(f"{word} needs {what}: {word} {what.split()[-1].upper()}")
             value, end = value_match.group(), value_match.end()
-        if key == "limit":
+        if option.takes == "rows":
             if not value.isdigit():
                 raise OptionError(
                     f"--limit takes a number of rows, not {value!r}: %sql --limit 100 SELECT ..."
@@ -276,28 +358,28 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             raise OptionError(
                 f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
             )
-        _set_once(found, key, value, word)
+        _set_once(found, option.key, value, word)
         return end
-    if value is not None:
+    elif value is not None:
         raise OptionError(f"{word} takes no value")
-    if word in _FLAGS:
-        _set_once(found, _FLAGS[word], True, word)
+    elif option.takes == "flag":
+        _set_once(found, option.key, True, word)
         return end
-    if word in _CLOSE:
-        _set_once(found, "close", True, word)
+    elif option.takes == "name?":
+        _set_once(found, option.key, True, word)
         name_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
         if name_match is not None and _IDENT_RE.match(name_match.group()):
-            found["close_name"] = name_match.group()
+            found[f"{option.key}_name"] = name_match.group()
             return name_match.end()
         return end
-    if word == "--persist":
+    elif option.takes == "var":
         return _read_persist_var(line, end, found, word, required=True)
-    if word in _PERSIST_MODES:
-        if "persist_mode" in found:
+    elif option.takes == "var?":
+        if option.key in found:
             raise OptionError("--append and --replace cannot be combined: pick one")
-        found["persist_mode"] = _PERSIST_MODES[word]
+        found[option.key] = option.value
         return _read_persist_var(line, end, found, word, required=False)
-    if word == "--table":
+    elif option.takes == "table":
         start = _SPACE_RE.match(line, end).end()
         table = _TABLE_RE.match(line, start)
         if table is None:
@@ -305,10 +387,10 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
                 "--table needs a table name: --table orders, --table sales.orders, "
                 '--table "My Table"'
             )
-        _set_once(found, "table", table.group(), word)
+        _set_once(found, option.key, table.group(), word)
         return table.end()
-    if word in _JOB_COMMANDS:
-        _set_once(found, _JOB_COMMANDS[word], True, word)
+    elif option.takes == "job?":
+        _set_once(found, option.key, True, word)
         start = _SPACE_RE.match(line, end).end()
         job = _JOB_RE.match(line, start)
         if job is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import inspect
 import json
 import subprocess
 import sys
@@ -61,6 +62,16 @@ def test_reload_ext_closes_the_old_pools_and_works(ip: Shell) -> None:
     assert old_session.pool.closed
     assert ip.magics is not old_magics
     assert ip.scalar("%sql SELECT 2") == 2
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_flag_shows_what_the_question_mark_shows(ip: Shell, flag: str) -> None:
+    run = ip.run(f"%sql {flag}")
+    assert run.err == ""
+    inspector = ip.shell.object_inspect("%sql")
+    assert inspector["found"]
+    assert run.out.strip() == inspect.cleandoc(inspector["docstring"]).strip()
+    assert "--cancel [N | all]" in run.out and "%sql --explain SELECT" in run.out
 
 
 def test_config_sizes_new_pools(ip: Shell) -> None:

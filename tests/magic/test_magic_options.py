@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,3 +118,36 @@ def test_parse_line_never_crashes_and_keeps_the_sql_verbatim(line: str) -> None:
     except OptionError:
         return
     assert line[parsed.sql_offset :] == parsed.sql
+
+
+def test_the_option_table_drives_the_one_line_help_and_every_usage() -> None:
+    from lunepool_magic.notebook.options import _OPTIONS_HELP, OPTIONS, options_help
+
+    for option in OPTIONS:
+        assert option.synopsis in options_help()
+        if option.key != "help":
+            assert option.synopsis in _OPTIONS_HELP
+        if option.command and option.key not in ("help", "close"):
+            line = f"{option.flags[0]} {'df ' if option.takes == 'var' else ''}SELECT 1"
+            with pytest.raises(OptionError, match=re.escape(option.usage)):
+                parse_line(line)
+
+
+def test_every_option_is_in_the_readme() -> None:
+    # The README is the one hand-written copy of the option list: it must not drift.
+    from lunepool_magic.notebook.options import OPTIONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [o.flags[0] for o in OPTIONS if o.flags[0] not in readme]
+    assert not missing, f"README.md does not mention {missing}"
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["postgresql+psycopg2://me:PW@db/shop", "postgres+asyncpg://me:PW@db/shop --alias a"],
+)
+def test_sqlalchemy_driver_urls_are_targets_never_sql(line: str) -> None:
+    assert not is_plain_sql(line)
+    parsed = parse_line(line)
+    assert parsed.target is not None and parsed.target.endswith("@db/shop")
+    assert parsed.sql == ""
