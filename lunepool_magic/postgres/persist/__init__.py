@@ -3,8 +3,8 @@
 ``persist(conn, df, "sales.orders", mode="create" | "append" | "replace")``
 runs ``CREATE TABLE`` and one ``COPY ... FROM STDIN`` in one transaction
 (a savepoint inside an open one): all or nothing. The column types come from
-the dtypes; the type table, the round-trip rules and the design are in
-docs/persist.md.
+the server types a ``%sql`` result recorded, else from the dtypes; the
+type table, the round-trip rules and the design are in docs/persist.md.
 """
 
 from __future__ import annotations
@@ -22,8 +22,16 @@ from lunepool_magic.postgres.persist.columns import convert, frame_columns
 from lunepool_magic.postgres.persist.encoding import Column
 from lunepool_magic.postgres.persist.errors import PersistError, TableExists
 from lunepool_magic.postgres.persist.names import display_name, parse_table_name, regclass_text
+from lunepool_magic.postgres.persist.targets import (
+    COLUMNS_ATTR,
+    column_for,
+    recorded_types,
+    resolve_types,
+    table_types,
+)
 
 __all__ = [
+    "COLUMNS_ATTR",
     "PersistError",
     "PersistResult",
     "TableExists",
@@ -46,9 +54,19 @@ class PersistResult:
     seconds: float
 
 
-def column_types(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (name, PostgreSQL type) pairs :func:`persist` would create for ``frame``."""
-    return [(c.name, c.pg_type) for c in _by_dtype(frame)]
+def column_types(
+    frame: pd.DataFrame, conn: psycopg.Connection[Any] | None = None
+) -> list[tuple[str, str]]:
+    """The (name, PostgreSQL type) pairs :func:`persist` would create for ``frame``.
+
+    Without ``conn`` the dtypes alone decide; with it, the types a ``%sql``
+    result recorded are resolved on that server too, as persist does.
+    """
+    if conn is None:
+        return [(c.name, c.pg_type) for c in _by_dtype(frame)]
+    with conn.transaction(), conn.cursor() as cursor:
+        columns = _with_targets(conn, cursor, frame, None)
+    return [(c.name, c.pg_type) for c in columns]
 
 
 def persist(
@@ -86,11 +104,15 @@ def persist(
     parts = parse_table_name(table) if isinstance(table, str) else tuple(table)
     shown = display_name(parts)
     started = perf_counter()
-    columns = _by_dtype(frame)  # every conversion error comes before anything is sent
+    needs_server = mode == "append" or bool(recorded_types(frame))
+    # Without server types, every conversion error comes before anything is sent.
+    columns = None if needs_server else _by_dtype(frame)
     identifier = sql.Identifier(*parts)
     own_transaction = conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
         with conn.transaction(), conn.cursor() as cursor:
+            if columns is None:
+                columns = _with_targets(conn, cursor, frame, parts if mode == "append" else None)
             binary = _binary(conn, columns, copy_format)
             created = mode != "append"
             if mode == "replace" and _exists(cursor, parts):
@@ -129,6 +151,29 @@ def persist(
 
 def _by_dtype(frame: pd.DataFrame) -> list[Column]:
     return [convert(name, series) for name, series in frame_columns(frame)]
+
+
+def _with_targets(
+    conn: psycopg.Connection[Any],
+    cursor: psycopg.Cursor[Any],
+    frame: pd.DataFrame,
+    existing: tuple[str, ...] | None,
+) -> list[Column]:
+    """The columns typed by the existing table ``existing``, else by the recorded types."""
+    if existing is not None:
+        targets = table_types(cursor, existing)
+    else:
+        targets = resolve_types(cursor, recorded_types(frame))
+    return [
+        column_for(
+            name,
+            series,
+            targets.get(name),
+            existing=existing is not None,
+            adapters=conn.adapters,
+        )
+        for name, series in frame_columns(frame)
+    ]
 
 
 def _binary(conn: psycopg.Connection[Any], columns: list[Column], copy_format: str) -> bool:
