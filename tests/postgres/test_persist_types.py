@@ -531,29 +531,42 @@ def test_user_defined_types_in_a_record_are_not_trusted(
     assert conn.execute(f"SELECT m::text, nothing FROM {schema}.moods").fetchall() == [("ok", None)]
 
 
-def test_appending_int64_to_an_integer_table_in_binary(conn: psycopg.Connection[Any]) -> None:
-    """Regression: append sent the frame's int8 fields to an int4 column in binary
-    ("incorrect binary data format"); binary is now kept only where the table's
-    type receives it, CSV otherwise."""
+def test_appending_to_a_table_of_other_types_sends_what_its_columns_receive(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Regression: append sent the frame's own binary fields whatever the table's
+    types were: Int64 into integer and float64 into real failed ("incorrect binary
+    data format"), float64 into numeric too ("insufficient data left in message"),
+    and dicts into a text column were stored with jsonb's version byte ('\\x01{...}').
+    Binary is now kept only where the table's type receives it; CSV otherwise."""
     table = f"lpm_append_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE TABLE {table} (a integer, j json, v varchar(3), n numeric(5,1))")
+    conn.execute(
+        f"CREATE TABLE {table} (a integer, f real, n numeric(5,1), d text, j json, v varchar(3))"
+    )
     frame = pd.DataFrame(
         {
             "a": pd.array([1, None], dtype="Int64"),
+            "f": [1.5, np.nan],
+            "n": [1.25, None],
+            "d": [{"x": 1}, pd.NA],
             "j": pd.array(['{"x": 1}', None], dtype="string"),  # JSON text, parsed by the server
             "v": pd.array(["abc", "d"], dtype="string"),
-            "n": [1.25, None],
         }
     )
     try:
         result = persist(conn, frame, table, mode="append")
-        rows = conn.execute(f"SELECT a, j::text, v, n::text FROM {table} ORDER BY a").fetchall()
+        rows = conn.execute(
+            f"SELECT a, f, n::text, d, j::text, v FROM {table} ORDER BY a"
+        ).fetchall()
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     assert result.columns == [
-        ("a", "integer"), ("j", "json"), ("v", "character varying(3)"), ("n", "numeric(5,1)")
+        ("a", "integer"), ("f", "real"), ("n", "numeric(5,1)"), ("d", "text"), ("j", "json"),
+        ("v", "character varying(3)"),
     ]  # fmt: skip
-    assert rows == [(1, '{"x": 1}', "abc", "1.3"), (None, None, "d", None)]
+    assert rows == [
+        (1, 1.5, "1.3", '{"x":1}', '{"x": 1}', "abc"), (None, None, None, None, None, "d")
+    ]  # fmt: skip
 
 
 def test_a_hand_built_column_without_values_is_text(conn: psycopg.Connection[Any]) -> None:

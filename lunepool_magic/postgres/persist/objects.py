@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import ipaddress
-import json
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,13 +31,21 @@ from lunepool_magic.postgres.persist.encoding import (
     text_only,
 )
 from lunepool_magic.postgres.persist.errors import PersistError, unsupported
+from lunepool_magic.postgres.persist.literals import (
+    array_literal,
+    bytea_literal,
+    interval_literal,
+    is_relativedelta,
+    iso_datetime,
+    json_text,
+    timedelta_micros,
+)
 
 __all__ = [
     "array_column",
     "convert_objects",
     "is_missing",
     "json_column",
-    "server_text",
     "text_array",
 ]
 
@@ -107,15 +114,15 @@ def convert_objects(name: str, values: np.ndarray) -> Column:
         return text_only(name, pg_type, lambda: text_array(values, dt.time.isoformat))
     if _subclass(present, dt.timedelta, np.timedelta64) or _is_relativedelta(present):
         if _subclass(present, dt.timedelta) and not fallback_text:
-            micros = [None if is_missing(v) else _timedelta_micros(v) for v in values]
+            micros = [None if is_missing(v) else timedelta_micros(v) for v in values]
             return arrow_column(name, "interval", pa.array(micros, pa.duration("us")))
-        return text_only(name, "interval", lambda: text_array(values, _interval_literal))
+        return text_only(name, "interval", lambda: text_array(values, interval_literal))
     if _subclass(present, uuid.UUID):
         return Column(name, "uuid", lambda: text_array(values, str), lambda: _uuid_fields(values))
     if _subclass(present, bytes, bytearray, memoryview):
         payload = pa.array(_nullable(values, bytes), pa.large_binary())
         return Column(
-            name, "bytea", lambda: text_array(values, _bytea_literal), lambda: VarFields(payload)
+            name, "bytea", lambda: text_array(values, bytea_literal), lambda: VarFields(payload)
         )
     if _subclass(present, ipaddress.IPv4Address, ipaddress.IPv6Address):
         return text_only(name, "inet", lambda: text_array(values, str))
@@ -133,6 +140,14 @@ def convert_objects(name: str, values: np.ndarray) -> Column:
         return json_column(name, "jsonb", values)
     described = ", ".join(sorted(t.__name__ for t in present))
     raise unsupported(name, f"Python objects of type {described}")
+
+
+def _is_relativedelta(types: set[type]) -> bool:
+    """relativedelta values, maybe next to timedeltas (an interval column with months)."""
+    if not any(is_relativedelta(t) for t in types):
+        return False
+    others = {t for t in types if not is_relativedelta(t)} or {dt.timedelta}
+    return _subclass(others, dt.timedelta, np.timedelta64)
 
 
 def _same(value: Any) -> Any:
@@ -167,7 +182,7 @@ def _datetime_objects(name: str, values: np.ndarray, fallback_text: bool) -> Col
         )
     pg_type = "timestamp with time zone" if aware == {True} else "timestamp without time zone"
     if fallback_text:
-        return text_only(name, pg_type, lambda: text_array(values, _iso_datetime))
+        return text_only(name, pg_type, lambda: text_array(values, iso_datetime))
     # pyarrow converts aware datetimes to UTC, and keeps microseconds.
     arrow_type = pa.timestamp("us", "UTC" if aware == {True} else None)
     return arrow_column(name, pg_type, pa.array(_nullable(values, _same), arrow_type))
@@ -189,52 +204,6 @@ def text_array(values: np.ndarray, render: Callable[[Any], str]) -> pa.Array:
     )
 
 
-def _iso_datetime(value: dt.datetime) -> str:
-    return value.isoformat(sep=" ")
-
-
-def _is_relativedelta(types: set[type]) -> bool:
-    names = {f"{t.__module__}.{t.__qualname__}" for t in types}
-    if "dateutil.relativedelta.relativedelta" not in names:
-        return False
-    return _subclass(
-        {t for t in types if t.__name__ != "relativedelta"} or {dt.timedelta},
-        dt.timedelta,
-        np.timedelta64,
-    )
-
-
-_ONE_MICROSECOND = dt.timedelta(microseconds=1)
-
-
-def _timedelta_micros(value: Any) -> int:
-    if isinstance(value, pd.Timedelta):  # nanoseconds: dropped, as everywhere here
-        return value.value // 1000
-    if isinstance(value, np.timedelta64):
-        return _timedelta_micros(pd.Timedelta(value))
-    return value // _ONE_MICROSECOND
-
-
-def _interval_literal(value: Any) -> str:
-    if isinstance(value, (dt.timedelta, np.timedelta64)):
-        return f"{_timedelta_micros(value)} us"
-    # dateutil.relativedelta: months stay months (PostgreSQL intervals keep them too).
-    absolute = ("year", "month", "day", "weekday", "hour", "minute", "second", "microsecond")
-    if any(getattr(value, field, None) is not None for field in absolute):
-        raise PersistError(
-            f"the relativedelta {value!r} sets absolute fields (year=, day=, ...), "
-            "which an interval cannot hold"
-        )
-    return (
-        f"{value.years} years {value.months} mons {value.days} days {value.hours} hours "
-        f"{value.minutes} mins {value.seconds} secs {value.microseconds} us"
-    )
-
-
-def _bytea_literal(value: bytes | bytearray | memoryview) -> str:
-    return "\\x" + bytes(value).hex()
-
-
 _NO_UUID = bytes(16)
 
 
@@ -247,9 +216,6 @@ def _uuid_fields(values: np.ndarray) -> Fields:
 
 
 # --- JSON and arrays --------------------------------------------------------------------
-
-# One encoder for every value (json.dumps would build one per call).
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def json_column(name: str, pg_type: str, values: np.ndarray) -> Column:
@@ -264,7 +230,7 @@ def json_column(name: str, pg_type: str, values: np.ndarray) -> Column:
             rendered.append(None)
             continue
         try:
-            rendered.append(_JSON.encode(value))
+            rendered.append(json_text(value))
         except (TypeError, ValueError) as exc:
             raise PersistError(
                 f"column {name!r} holds a value that is not JSON: {exc}",
@@ -291,7 +257,7 @@ def array_column(
     """
 
     def literal(value: list[Any]) -> str:
-        return _array_literal(value, json_items)
+        return array_literal(value, json_items)
 
     return text_only(name, pg_type, lambda: text_array(values, literal))
 
@@ -333,82 +299,3 @@ def _array_element_type(values: np.ndarray) -> str | None:
                 continue
             return pg_type
     return None
-
-
-def _array_literal(value: list[Any], json_items: bool) -> str:
-    return "{" + ",".join(_array_item(item, json_items) for item in value) + "}"
-
-
-def _array_item(item: Any, json_items: bool) -> str:
-    if item is None:
-        return "NULL"
-    if isinstance(item, list) and not json_items:
-        return _array_literal(item, json_items)  # one more dimension
-    if json_items:
-        return _quoted(_JSON.encode(item))
-    if isinstance(item, (bool, np.bool_)):
-        return "t" if item else "f"
-    if isinstance(item, (int, np.integer)):
-        return str(item)
-    if isinstance(item, (float, np.floating)):
-        return _float_literal(float(item))
-    return _quoted(server_text(item))
-
-
-def _float_literal(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(value)
-
-
-def _quoted(text: str) -> str:
-    """An array element in double quotes: any type's input text fits there."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_IP_TYPES = (
-    ipaddress.IPv4Address,
-    ipaddress.IPv6Address,
-    ipaddress.IPv4Interface,
-    ipaddress.IPv6Interface,
-    ipaddress.IPv4Network,
-    ipaddress.IPv6Network,
-)
-
-
-def server_text(value: Any) -> str:
-    """One value in the server's input syntax, for a column whose type is known.
-
-    Types read by ``%sql`` have their own rendering here; anything else
-    (ranges, psycopg's other values) is rendered by psycopg's text dumper,
-    which knows how it loaded them.
-    """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dt.datetime):
-        return _iso_datetime(value)
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _bytea_literal(value)
-    if isinstance(value, (dt.timedelta, np.timedelta64)) or _is_relativedelta({type(value)}):
-        return _interval_literal(value)
-    if isinstance(value, (float, np.floating)):
-        return _float_literal(float(value))
-    if isinstance(value, (decimal.Decimal, int, uuid.UUID, *_IP_TYPES)):
-        return str(value)
-    return _dumped(value)
-
-
-def _dumped(value: Any) -> str:
-    kind = type(value)
-    try:
-        dumper = psycopg.adapters.get_dumper(kind, PyFormat.TEXT)(kind, None)
-        return bytes(dumper.dump(value)).decode()
-    except (psycopg.ProgrammingError, TypeError, ValueError) as exc:
-        raise PersistError(
-            f"a value of type {kind.__name__} has no text form here: {exc}",
-            "convert the column first, e.g. df[col].astype(str)",
-        ) from exc

@@ -23,13 +23,9 @@ from psycopg.adapt import AdaptersMap
 from lunepool_magic.postgres.persist.columns import convert
 from lunepool_magic.postgres.persist.encoding import Column, null_column, text_only
 from lunepool_magic.postgres.persist.errors import PersistError
+from lunepool_magic.postgres.persist.literals import server_text
 from lunepool_magic.postgres.persist.names import regclass_text
-from lunepool_magic.postgres.persist.objects import (
-    array_column,
-    json_column,
-    server_text,
-    text_array,
-)
+from lunepool_magic.postgres.persist.objects import array_column, json_column, text_array
 from lunepool_magic.postgres.query import Kind, column_type
 
 __all__ = [
