@@ -8,6 +8,8 @@ options. What maps to what and the round trips are in test_persist_types.py.
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -96,6 +98,23 @@ def test_table_names_follow_sql_rules() -> None:
     for bad in ("a.b.c", "a b", '"open', "9lives", "a..b"):
         with pytest.raises(PersistError):
             parse_table_name(bad)
+
+
+def test_the_table_name_parser_loads_none_of_the_dataframe_code() -> None:
+    """Option parsing checks ``--table`` with parse_table_name: importing it from
+    the package must not load the modules that need pandas, pyarrow and psycopg."""
+    code = (
+        "import sys\n"
+        "from lunepool_magic.postgres.persist import parse_table_name\n"
+        "assert parse_table_name('S.\"T\"') == ('s', 'T')\n"
+        "print(' '.join(sorted(m for m in sys.modules if '.persist' in m)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [
+        "lunepool_magic.postgres.persist",
+        "lunepool_magic.postgres.persist.errors",
+        "lunepool_magic.postgres.persist.names",
+    ]
 
 
 def test_quoted_names_are_identifiers_never_sql(conn: psycopg.Connection[Any], schema: str) -> None:
