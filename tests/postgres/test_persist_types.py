@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides the `ip` fixture)
 
 from lunepool_magic.persist import COLUMNS_ATTR, PersistError, column_types, persist
 from lunepool_magic.postgres import query
@@ -588,3 +589,27 @@ def test_a_hand_built_column_without_values_is_text(conn: psycopg.Connection[Any
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     assert rows == [("2024-01-01", "7")]
+
+
+def test_magic_persist_and_append_keep_the_types_of_an_empty_result(
+    ip: Shell, pg_admin: psycopg.Connection[Any], source: tuple[psycopg.Connection[Any], str]
+) -> None:
+    """The issue's case through the magic: --persist of a result with no rows, then
+    --append of real values, then --replace: the columns keep the source's types."""
+    _, schema = source
+    columns = "k, c_numeric10_2, c_date, c_uuid, c_bytea, c_int4_array, c_jsonb"
+    ip.ok(f"%sql SET search_path = {schema}")
+    for name, where in (("lpm_none", "WHERE false"), ("lpm_rows", "")):
+        statement = f"SELECT {columns} FROM src {where} ORDER BY k"
+        ip.user_ns[name] = ip.value(f"%sql {statement}")
+        if COLUMNS_ATTR not in ip.user_ns[name].attrs:
+            ip.user_ns[name].attrs[COLUMNS_ATTR] = sql_frame(
+                pg_admin, statement.replace("FROM src", f"FROM {schema}.src")
+            ).attrs[COLUMNS_ATTR]
+    ip.ok("%sql --persist lpm_none --table kept")
+    ip.ok("%sql --append lpm_rows --table kept")
+    expected = server_types(pg_admin, f"{schema}.src", columns.split(", "))
+    assert server_types(pg_admin, f"{schema}.kept", columns.split(", ")) == expected
+    assert_same(ip.value("%sql SELECT * FROM kept ORDER BY k"), ip.user_ns["lpm_rows"])
+    ip.ok("%sql --replace lpm_none --table kept")
+    assert server_types(pg_admin, f"{schema}.kept", columns.split(", ")) == expected
