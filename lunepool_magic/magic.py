@@ -259,8 +259,27 @@ class LunepoolMagic(Magics):
                 print("\n".join(err.warnings), file=sys.stderr)
             if self.show_traceback and err.__cause__ is not None:
                 print("\n".join(err.lines), file=sys.stderr)
-                raise err.__cause__ from None
+                cause = err.__cause__
+                self._mask_traceback(cause)
+                raise cause from None
             raise
+        except (UsageError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._mask_traceback(exc)
+            raise
+
+    def _mask_traceback(self, exc: BaseException) -> None:
+        """Make IPython show ``exc`` without the cell's line, locals or any password.
+
+        IPython renders an exception that has ``_render_traceback_`` with its
+        lines; set on the instance, the exception keeps its type for code that
+        catches it.
+        """
+        lines = display.masked_traceback(exc, self._connections.mask)
+        # An exception type with __slots__ takes no attribute: IPython shows it as usual.
+        with contextlib.suppress(AttributeError):
+            exc._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
 
     def _dispatch(
         self, opts: MagicLine, text: str, line_offset: int, local_ns: Any, cell: bool
@@ -656,7 +675,8 @@ class LunepoolMagic(Magics):
     def _connect(self, target: str, alias: str | None, prompt: bool) -> Session:
         """Connect ``target`` as ``alias`` (default 'default') and make it current."""
         ask = (lambda where: getpass.getpass(f"Password for {where}: ")) if prompt else None
-        session, out, err = self._connections.connect(target, alias, ask)
+        history = getattr(getattr(self.shell, "history_manager", None), "hist_file", None)
+        session, out, err = self._connections.connect(target, alias, ask, history_file=history)
         _print_lines(out, err)
         return session
 

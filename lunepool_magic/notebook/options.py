@@ -440,6 +440,15 @@ def _target_end(line: str, pos: int) -> int | None:
         return None
     url = _URL_RE.match(line, pos)
     if url is not None:
+        after = _WORD_RE.match(line, _SPACE_RE.match(line, url.end()).end())
+        if after is not None and "@" in after.group() and "@" not in url.group():
+            # `postgresql://me:pass word@host/db`: the URL was cut at a space, and
+            # the rest, password included, would be sent (and echoed) as SQL.
+            raise OptionError(
+                "the connection URL seems to hold a space (an '@' follows it): write a "
+                "space as %20, or quote the whole string; it is not repeated here because "
+                "it may hold a password"
+            )
         return url.end()
     end = pos
     # key=value pairs: `host=h port=5432 dbname=d`.
