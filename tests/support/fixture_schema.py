@@ -1,7 +1,7 @@
 """The fixture schema (tests/data/sql/fixture_schema*.sql) in a database of its own, and psql.
 
 ``fixture_database(url)`` creates a fresh database on ``url``'s server, loads
-the schema (plus what needs PostgreSQL 18 when the server is 18 or later),
+the schema (plus what needs PostgreSQL 15 or 18 when the server has it),
 yields its URL and drops it afterwards. The schema holds what real databases
 have (see the file's header); \\d tests compare our answers with psql's on it,
 and pg_dump output of it feeds the statement-splitting corpus.
@@ -82,8 +82,12 @@ def fixture_database(url: str) -> Iterator[str]:
             # Sent whole: the server splits the script, so this does not lean
             # on the splitter that other tests check against this very file.
             conn.execute((SQL_DATA_DIR / "fixture_schema.sql").read_text())
-            if conn.info.server_version >= 180000:
-                conn.execute((SQL_DATA_DIR / "fixture_schema_pg18.sql").read_text())
+            for version, name in (
+                (150000, "fixture_schema_pg15.sql"),
+                (180000, "fixture_schema_pg18.sql"),
+            ):
+                if conn.info.server_version >= version:
+                    conn.execute((SQL_DATA_DIR / name).read_text())
         yield db_url
     finally:
         with psycopg.connect(url, autocommit=True) as admin:

@@ -5,8 +5,9 @@ Definition; for a sequence: its parameters); ``title`` is psql's title and
 ``footer`` the entries psql prints under the table, each a string (some,
 such as a rule's definition, span several lines). The footers follow psql
 18's order and wording: partition bound and key, indexes, constraints,
-referencing foreign keys, policies, statistics objects, rules, triggers,
-foreign server, inheritance and partition counts, tablespace.
+referencing foreign keys, policies, statistics objects, rules,
+publications, triggers, foreign server, inheritance and partition counts,
+tablespace.
 
 Catalogs differ between the supported servers (catalog.OLDEST_SERVER to 18)
 in a few places, each branched on the server version where it is used:
@@ -255,6 +256,7 @@ class _Relation:
             lines += self.statistics()
             if self.kind != "m":
                 lines += self.rules()
+            lines += self.publications()
             if self.verbose and self.version >= 180000:
                 lines += self.not_null_constraints()
         if self.verbose and self.kind in ("v", "m"):
@@ -479,6 +481,40 @@ class _Relation:
                 line += f"; STATISTICS {row.target}"
             lines.append(line)
         return lines
+
+    def publications(self) -> list[str]:
+        """The publications that publish this table, with their column lists and row filters."""
+        if self.kind not in ("r", "p"):
+            return []
+        if self.version >= 150000:  # schema publications, row filters, column lists
+            by_schema = (
+                "SELECT p.pubname, '' AS columns, '' AS filter FROM pg_catalog.pg_publication p "
+                "JOIN pg_catalog.pg_publication_namespace pn ON pn.pnpubid = p.oid "
+                "JOIN pg_catalog.pg_class c ON c.relnamespace = pn.pnnspid "
+                "WHERE c.oid = %(oid)s::pg_catalog.oid "
+                "AND pg_catalog.pg_relation_is_publishable(%(oid)s::pg_catalog.oid) UNION "
+            )
+            details = (
+                "COALESCE((SELECT pg_catalog.string_agg(a.attname, ', ' ORDER BY k.n) "
+                "FROM pg_catalog.unnest(pr.prattrs) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_catalog.pg_attribute a "
+                "ON a.attrelid = pr.prrelid AND a.attnum = k.attnum), '') AS columns, "
+                "COALESCE(pg_catalog.pg_get_expr(pr.prqual, pr.prrelid), '') AS filter"
+            )
+        else:
+            by_schema, details = "", "'' AS columns, '' AS filter"
+        rows = self.query(
+            f"{by_schema}SELECT p.pubname, {details} FROM pg_catalog.pg_publication p "
+            "JOIN pg_catalog.pg_publication_rel pr ON pr.prpubid = p.oid "
+            "WHERE pr.prrelid = %(oid)s::pg_catalog.oid UNION "
+            "SELECT p.pubname, '', '' FROM pg_catalog.pg_publication p WHERE p.puballtables "
+            "AND pg_catalog.pg_relation_is_publishable(%(oid)s::pg_catalog.oid) ORDER BY 1"
+        )
+        lines = []
+        for name, columns, condition in rows.itertuples(index=False):
+            line = f'    "{name}"' + (f" ({columns})" if columns else "")
+            lines.append(line + (f" WHERE {condition}" if condition else ""))
+        return ["Publications:", *lines] if lines else []
 
     def not_null_constraints(self) -> list[str]:
         """PostgreSQL 18 keeps NOT NULL as named constraints; psql lists them under \\d+."""

@@ -1,5 +1,6 @@
 -- A schema with what real databases hold, for comparing \d with psql's.
--- Runs on PostgreSQL 13 and later; fixture_schema_pg18.sql adds what needs 18.
+-- Runs on PostgreSQL 13 and later; fixture_schema_pg15.sql and
+-- fixture_schema_pg18.sql add what needs 15 and 18.
 -- Three schemas: lpm_fx (the model), lpm_fx_sales (partitions and a
 -- cross-schema foreign key) and "Lpm Mixed" (a name that needs quotes).
 
@@ -163,6 +164,9 @@ GRANT UPDATE (name, tags) ON lpm_fx.customers TO PUBLIC;
 ALTER TABLE lpm_fx.scratch ENABLE ROW LEVEL SECURITY;
 CREATE POLICY scratch_visible ON lpm_fx.scratch FOR SELECT USING (k <> 'secret');
 CREATE STATISTICS lpm_fx.customers_stats (dependencies) ON mood, visits FROM lpm_fx.customers;
+
+-- A publication (the "Publications:" footer); fixture_schema_pg15.sql adds more.
+CREATE PUBLICATION lpm_fx_orders FOR TABLE lpm_fx.orders, lpm_fx.order_audit;
 
 -- A foreign table (\dE, \des, \dew); file_fdw ships with PostgreSQL's contrib.
 CREATE EXTENSION file_fdw;
