@@ -44,6 +44,7 @@ NEWEST_PSQL = 180000
 NEWER_PSQL_ONLY = {
     r"\dx": "psql 18 added the Default version column",
     r"\l": "psql 16 and 17 added ICU Rules and renamed ICU Locale to Locale, in another order",
+    r"\du": "psql 16 dropped the Member of column",
 }
 
 
@@ -225,6 +226,12 @@ LIST_COMMANDS = [
 
 @pytest.mark.parametrize("command", LIST_COMMANDS)
 def test_list_commands_match_psql(target: Target, command: str) -> None:
+    found = differences(target, command, ours(target, command))
+    assert not found, "\n".join(found)
+
+
+def test_du_matches_psql_for_the_current_role(target: Target) -> None:
+    command = rf"\du {target.conn.info.user}"
     found = differences(target, command, ours(target, command))
     assert not found, "\n".join(found)
 

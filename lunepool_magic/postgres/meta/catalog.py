@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 OLDEST_SERVER = 130000  # server_version_num of the oldest server the commands support
-NEWEST_TESTED = 180000  # ... and of the newest they are tested against
 
 
 class MetaError(ValueError):

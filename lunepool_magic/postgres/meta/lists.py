@@ -45,7 +45,8 @@ _NOUNS = {
 KIND_NAMES = """CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view'
     WHEN 'm' THEN 'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence'
     WHEN 't' THEN 'TOAST table' WHEN 'f' THEN 'foreign table'
-    WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' END"""
+    WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index'
+    WHEN 'c' THEN 'composite type' END"""
 
 
 def acl(column: str) -> str:
