@@ -4,7 +4,8 @@
 the schema (plus what needs PostgreSQL 15 or 18 when the server has it),
 yields its URL and drops it afterwards. The schema holds what real databases
 have (see the file's header); \\d tests compare our answers with psql's on it,
-and pg_dump output of it feeds the statement-splitting corpus.
+and pg_dump output of it feeds the statement-splitting corpus. Loading it
+needs a superuser (it creates an extension and an event trigger).
 
 ``client_program(name, server_version)`` finds psql or pg_dump of the
 server's own major version: Debian's ``/usr/lib/postgresql/N/bin``, or the

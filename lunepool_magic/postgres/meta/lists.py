@@ -332,7 +332,7 @@ def _privileges(conn: Connection, command: MetaCommand) -> MetaResult:
         "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         f'WHERE c.relkind = ANY(%(kinds)s::"char"[]) {where} ORDER BY 1, 2'
     )
-    return MetaResult(query(conn, sql, params), title="Access privileges")
+    return MetaResult(query(conn, sql, params))
 
 
 def _roles(conn: Connection, command: MetaCommand) -> MetaResult:
