@@ -368,17 +368,18 @@ def _chunks(text: str) -> list[tuple[int, int, bool, str | None]]:
     non_ws = _NON_WS_RE.search
     for kind, s, e, ok in _lex(text):
         if kind is CODE:
-            for m in _SPLIT_CODE_RE.finditer(text, s, e):
-                char = m.group()
-                if char == "(":
-                    depth += 1
-                elif char == ")":
-                    depth = max(0, depth - 1)
-                elif depth == 0:  # a top-level `;`
-                    semi = m.start()
+            pos = s
+            while True:
+                semi = text.find(";", pos, e)
+                end = e if semi < 0 else semi
+                depth = _paren_depth(text, pos, end, depth)
+                if semi < 0:
+                    break
+                pos = semi + 1
+                if depth == 0:  # a top-level `;`
                     content = content or non_ws(text, s, semi) is not None
                     chunks.append((start, semi, content, None))
-                    start = s = semi + 1
+                    start = s = pos
                     content = False
             content = content or non_ws(text, s, e) is not None
         elif not ok:
@@ -392,8 +393,17 @@ def _chunks(text: str) -> list[tuple[int, int, bool, str | None]]:
     return chunks
 
 
-# What matters in code for splitting: semicolons and parentheses.
-_SPLIT_CODE_RE = re.compile(r"[();]")
+def _paren_depth(text: str, pos: int, end: int, depth: int) -> int:
+    """The parenthesis depth after the code ``text[pos:end]``, entered at ``depth``."""
+    closes = text.count(")", pos, end)
+    if closes <= depth:  # no `)` can meet depth 0 here: counting is exact
+        return depth + text.count("(", pos, end) - closes
+    for m in _PAREN_RE.finditer(text, pos, end):
+        depth = depth + 1 if m.group() == "(" else max(0, depth - 1)
+    return depth
+
+
+_PAREN_RE = re.compile(r"[()]")
 
 
 class _RoutineBody:
