@@ -239,6 +239,11 @@ SPLIT_CASES = [
     ),
     # A stray `)` does not make the depth negative (psql's rule too).
     ("stray-closing-parenthesis", "SELECT 1); SELECT (2)", ["SELECT 1)", "SELECT (2)"]),
+    (
+        "stray-closer-then-balanced-parentheses",
+        "SELECT (1)) + ((2)); SELECT (3; 4)",
+        ["SELECT (1)) + ((2))", "SELECT (3; 4)"],
+    ),
     # Issue 15: `END` as a bare column label (PostgreSQL 14+) ends no body;
     # only an END right after a body statement's `;` (or after ATOMIC) does.
     (
