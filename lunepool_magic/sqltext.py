@@ -305,12 +305,14 @@ def split_statements(text: str) -> list[Statement]:
     if _NOT_SIMPLE_RE.search(text) is None:
         # Most cells are one short statement (`%sql SELECT ...`). Without `;`,
         # quotes, `$` or comment markers the lexer could only return the text,
-        # stripped of blanks, as one complete statement: skip its pass.
+        # stripped of blanks, as one statement: skip its pass.
         stripped = text.lstrip(_WS)
         if not stripped:
             return []
         start = len(text) - len(stripped)
-        return [Statement(stripped.rstrip(_WS), start, 1 + text.count("\n", 0, start))]
+        line = 1 + text.count("\n", 0, start)
+        unclosed = "parenthesis" if _paren_depth(text, 0, len(text), 0) else None
+        return [Statement(stripped.rstrip(_WS), start, line, unclosed)]
     return _split_lexed(text)
 
 

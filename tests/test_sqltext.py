@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from lunepool_magic.sqltext import (
     Statement,
     UnknownParameter,
+    _split_lexed,
     bind_parameters,
     find_parameters,
     split_statements,
@@ -752,6 +753,17 @@ def test_fuzz_split_keeps_text_in_place(cell: str) -> None:
     # ... and the statements, rejoined, split back into themselves.
     rejoined = "\n;\n".join(s.text for s in statements)
     assert [s.text for s in split_statements(rejoined)] == [s.text for s in statements]
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list(" \n;'\"-/*$a()")), max_size=20))
+def test_fuzz_the_one_statement_shortcut_agrees_on_parentheses(cell: str) -> None:
+    assert split_statements(cell) == _split_lexed(cell)
+
+
+def test_the_shortcut_marks_an_unclosed_parenthesis() -> None:
+    assert split_statements("SELECT (1") == [Statement("SELECT (1", 0, 1, "parenthesis")]
+    assert split_statements("SELECT (1)) + (2)")[0].unterminated is None
 
 
 @FUZZ
