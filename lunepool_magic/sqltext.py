@@ -235,8 +235,9 @@ class Statement:
     ``start`` in the cell, for messages such as "statement 3 (line 7)".
     ``unterminated`` is None, or names what was left open at the end of the
     cell: "string", "quoted identifier", "dollar quote", "block comment",
-    "parenthesis" or "BEGIN ATOMIC block". Such a statement still goes to the server, which
-    reports the error with its position (see :func:`split_statements`).
+    "parenthesis" or "BEGIN ATOMIC block". Such a statement still goes to the
+    server, which reports the error with its position (see
+    :func:`split_statements`).
     """
 
     text: str
@@ -294,8 +295,8 @@ def split_statements(text: str) -> list[Statement]:
     before and are dropped with its ``;``.
 
     Unterminated input is not an error here: an unclosed quote, dollar quote,
-    block comment, parenthesis or ``BEGIN ATOMIC`` block runs to the end of the cell and
-    makes, with what precedes it, the last statement, marked by
+    block comment, parenthesis or ``BEGIN ATOMIC`` block runs to the end of
+    the cell and makes, with what precedes it, the last statement, marked by
     :attr:`Statement.unterminated`. Sending it lets the server report the
     syntax error with its exact position, which is more honest than guessing
     where the user meant it to end; the marker lets a caller warn first if it
