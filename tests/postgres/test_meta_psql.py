@@ -17,6 +17,7 @@ PostgreSQL 15 (``pg15_url``). Deliberate differences are few and listed in
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ NEWER_PSQL_ONLY = {
     r"\dx": "psql 18 added the Default version column",
     r"\l": "psql 16 and 17 added ICU Rules and renamed ICU Locale to Locale, in another order",
     r"\du": "psql 16 dropped the Member of column",
+    r"\df+": "psql 16 and 17 replaced Source code by Internal name and added Leakproof?",
 }
 
 
@@ -74,7 +76,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 def oracles(target: Target, command: str) -> list[Path]:
     """The psqls whose output ``command`` must match on this server."""
-    if command.split()[0].rstrip("S+") in NEWER_PSQL_ONLY:
+    if re.sub(r"S(?=\+?$)", "", command.split()[0]) in NEWER_PSQL_ONLY:  # \dfS+ is \df+
         return [target.psqls[-1]] if target.version < NEWEST_PSQL else target.psqls
     return target.psqls
 
@@ -89,30 +91,38 @@ class Printed:
     footer: list[str]
 
 
-def run_psql(target: Target, psql: Path, command: str) -> str:
+# Printed by psql between the outputs of the commands of one session.
+_NEXT = "@@lpm-next-command@@"
+
+
+def run_psql(target: Target, psql: Path, commands: list[str]) -> list[str]:
+    """What psql prints for each of ``commands``, run in one psql session."""
     env = {**os.environ, "PGCLIENTENCODING": "UTF8", "LC_ALL": "C.UTF-8", "LANGUAGE": "C"}
     done = subprocess.run(
         [str(psql), "-X", "-A", "-F", FIELD_SEP, "-R", RECORD_SEP, "-d", target.url],
-        input=command,
+        input="".join(f"{command}\n\\echo {_NEXT}\n" for command in commands),
         capture_output=True,
         text=True,
         env=env,
         check=False,
     )
-    assert done.returncode == 0 and not done.stderr, f"{psql} {command}: {done.stderr}"
-    return done.stdout.removesuffix("\n")
+    assert done.returncode == 0 and not done.stderr, f"{psql} {commands[:3]}: {done.stderr}"
+    outputs = done.stdout.split(_NEXT + "\n")
+    assert len(outputs) == len(commands) + 1 and outputs[-1] == "", done.stdout[-500:]
+    return [output.removesuffix("\n") for output in outputs[:-1]]
 
 
-def psql_table(target: Target, psql: Path, command: str) -> Printed:
+def read_table(output: str) -> Printed:
     """psql's output of a command that prints one table, read back record by record."""
-    records = run_psql(target, psql, command).split(RECORD_SEP)
-    title, header_line, *rest = records
+    title, header_line, *rest = output.split(RECORD_SEP)
     header = header_line.split(FIELD_SEP)
-    rows = []
-    while rest and rest[0].count(FIELD_SEP) == len(header) - 1 and len(header) > 1:
-        rows.append(rest.pop(0).split(FIELD_SEP))
     if rest and rest[-1].startswith("(") and rest[-1].endswith(("row)", "rows)")):
         rest.pop()  # the row count of a list; our frames have len()
+    if len(header) == 1:  # no separator tells rows from footers; one-column tables have none
+        return Printed(title, header, [[record] for record in rest], [])
+    rows = []
+    while rest and rest[0].count(FIELD_SEP) == len(header) - 1:
+        rows.append(rest.pop(0).split(FIELD_SEP))
     return Printed(title, header, rows, rest)
 
 
@@ -127,14 +137,19 @@ def cells(frame: pd.DataFrame) -> list[list[str]]:
     ]
 
 
-def differences(target: Target, command: str, result: MetaResult) -> list[str]:
-    """Each way our result differs from what psql prints, as one readable line."""
+def differences(target: Target, commands: list[str]) -> tuple[list[MetaResult], list[str]]:
+    """Our results for ``commands``, and each way one differs from psql's, as a line."""
+    results = [ours(target, command) for command in commands]
     found = []
-    for psql in oracles(target, command):
-        printed = psql_table(target, psql, command)
-        label = f"psql {major_version(psql)}"
-        found += [f"{label}: {line}" for line in _compare(command, printed, result)]
-    return found
+    for psql in target.psqls:
+        chosen = [i for i, command in enumerate(commands) if psql in oracles(target, command)]
+        if not chosen:
+            continue
+        outputs = run_psql(target, psql, [commands[i] for i in chosen])
+        for i, output in zip(chosen, outputs, strict=True):
+            lines = _compare(commands[i], read_table(output), results[i])
+            found += [f"psql {major_version(psql)}: {line}" for line in lines]
+    return results, found
 
 
 def _compare(command: str, printed: Printed, result: MetaResult) -> list[str]:
@@ -165,43 +180,56 @@ def pattern_for(schema: str, name: str) -> str:
     return f"{quoted(schema)}.{quoted(name)}"
 
 
-def fixture_relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+
+
+def relations_in(conn: psycopg.Connection, schemas: tuple[str, ...]) -> list[tuple[str, str, str]]:
     return conn.execute(
         "SELECT n.nspname, c.relname, c.relkind::text FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = ANY(%s) ORDER BY 1, 2",
-        [list(FIXTURE_SCHEMAS)],
+        [list(schemas)],
     ).fetchall()
 
 
-def describe_every_relation(target: Target, command_name: str) -> None:
-    """Run ``command_name`` (\\d or \\d+) on every fixture relation; psql must agree on all."""
-    relations = fixture_relations(target.conn)
-    kinds = {kind for _, _, kind in relations}
-    assert {"r", "p", "v", "m", "S", "i", "I", "c", "f"} <= kinds  # the fixture covers them
-    found: list[str] = []
-    described = cells_compared = footers = 0
-    for schema, name, _kind in relations:
-        command = rf"{command_name} {pattern_for(schema, name)}"
-        result = ours(target, command)
-        found += differences(target, command, result)
-        described += len(result.frame)
-        cells_compared += result.frame.size
-        footers += len(result.footer or [])
+def fixture_relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    return relations_in(conn, FIXTURE_SCHEMAS)
+
+
+def describe_every_relation(target: Target, command_name: str, schemas: tuple[str, ...]) -> None:
+    """Run ``command_name`` (\\d or \\d+) on every relation of ``schemas``; psql must agree."""
+    relations = relations_in(target.conn, schemas)
+    commands = [rf"{command_name} {pattern_for(schema, name)}" for schema, name, _ in relations]
+    results, found = differences(target, commands)
+    described = sum(len(result.frame) for result in results)
+    cells_compared = sum(result.frame.size for result in results)
+    footers = sum(len(result.footer or []) for result in results)
     print(
-        f"\n{command_name} on server {target.version}, psql "
+        f"\n{command_name} of {'/'.join(schemas)} on server {target.version}, psql "
         f"{[major_version(p) for p in target.psqls]}: {len(relations)} relations, "
         f"{described} columns ({cells_compared} cells), {footers} footer entries compared"
     )
     assert not found, "\n".join(found)
 
 
-def test_d_matches_psql_for_every_relation_of_the_fixture(target: Target) -> None:
-    describe_every_relation(target, r"\d")
+def test_the_fixture_has_every_kind_of_relation(target: Target) -> None:
+    kinds = {kind for _, _, kind in fixture_relations(target.conn)}
+    assert {"r", "p", "v", "m", "S", "i", "I", "c", "f"} <= kinds
 
 
-def test_d_plus_matches_psql_for_every_relation_of_the_fixture(target: Target) -> None:
-    describe_every_relation(target, r"\d+")
+@pytest.mark.parametrize("command_name", [r"\d", r"\d+"])
+def test_d_matches_psql_for_every_relation_of_the_fixture(
+    target: Target, command_name: str
+) -> None:
+    describe_every_relation(target, command_name, FIXTURE_SCHEMAS)
+
+
+@pytest.mark.parametrize("command_name", [r"\d", r"\d+"])
+def test_d_matches_psql_for_every_system_catalog_relation(
+    target: Target, command_name: str
+) -> None:
+    """The catalogs themselves: shared tablespaces, replica identity NOTHING, views with rules."""
+    describe_every_relation(target, command_name, SYSTEM_SCHEMAS)
 
 
 LIST_COMMANDS = [
@@ -222,24 +250,43 @@ LIST_COMMANDS = [
     r"\db",
     r"\des",
     r"\dew file_fdw",
+    r"\dv+ lpm_fx.*",
+    r"\dm+ lpm_fx.*",
+    r"\di+ lpm_fx.*",
+    r"\ds+ lpm_fx.*",
+    r"\dE+ lpm_fx.*",
+    r"\dn+ lpm_fx*",
+    r"\df+ lpm_fx.*",
+    r"\dT+ lpm_fx.*",
+    r"\dD+ lpm_fx.*",
+    r"\dx+ file_fdw",
+    r"\dy+",
+    r"\des+",
+    r"\dew+",
+    r"\dtS",
+    r"\dvS",
+    r"\diS pg_catalog.*",
+    r"\dfS pg_catalog.a*",
+    r"\dTS",
+    r"\dTS+ pg_catalog.*",
+    r"\dnS+",
+    r"\dpS pg_catalog.pg_*",
 ]
 
 
 @pytest.mark.parametrize("command", LIST_COMMANDS)
 def test_list_commands_match_psql(target: Target, command: str) -> None:
-    found = differences(target, command, ours(target, command))
+    _, found = differences(target, [command])
     assert not found, "\n".join(found)
 
 
 def test_du_matches_psql_for_the_current_role(target: Target) -> None:
-    command = rf"\du {target.conn.info.user}"
-    found = differences(target, command, ours(target, command))
+    _, found = differences(target, [rf"\du {target.conn.info.user}"])
     assert not found, "\n".join(found)
 
 
 def test_l_matches_psql_for_the_fixture_database(target: Target) -> None:
-    command = rf"\l {target.conn.info.dbname}"
-    found = differences(target, command, ours(target, command))
+    _, found = differences(target, [rf"\l {target.conn.info.dbname}"])
     assert not found, "\n".join(found)
 
 
@@ -249,7 +296,7 @@ def test_l_matches_psql_for_the_fixture_database(target: Target) -> None:
 def test_sf_gives_psqls_text(target: Target, function: str) -> None:
     result = ours(target, rf"\sf {function}")
     for psql in target.psqls:
-        printed = run_psql(target, psql, rf"\sf {function}")
+        (printed,) = run_psql(target, psql, [rf"\sf {function}"])
         assert "\n".join(result.frame["Source code"]) == printed
 
 

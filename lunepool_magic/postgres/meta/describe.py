@@ -264,7 +264,7 @@ class _Relation:
                 "SELECT pg_catalog.pg_get_viewdef(%(oid)s::pg_catalog.oid, true)"
             )
             lines += ["View definition:", str(definition[0])]
-        if self.kind == "v":
+        if self.kind == "v" and self.verbose:  # a view's rules show under \\d+ only
             lines += self.rules()
         lines += self.triggers()
         if self.kind == "f":
@@ -278,8 +278,15 @@ class _Relation:
         lines = []
         if self.info["oftype"]:
             lines.append(f"Typed table of type: {self.info['oftype']}")
-        replident = {"f": "FULL", "n": "NOTHING"}.get(self.info["replident"])
-        if self.verbose and replident and self.kind in ("r", "m"):
+        # Shown when not the default: DEFAULT for tables, NOTHING for system catalogs.
+        usual = "n" if self.info["nspname"] == "pg_catalog" else "d"
+        replident = {"f": "FULL", "n": "NOTHING", "d": "DEFAULT"}.get(self.info["replident"])
+        if (
+            self.verbose
+            and replident
+            and self.info["replident"] != usual
+            and self.kind in ("r", "m")
+        ):
             lines.append(f"Replica Identity: {replident}")
         if self.info["tablespace"] and self.kind in ("r", "p", "m", "i", "I"):
             lines.append(f'Tablespace: "{self.info["tablespace"]}"')
@@ -378,8 +385,10 @@ class _Relation:
             "|| CASE WHEN i.indisclustered THEN ' CLUSTER' ELSE '' END "
             "|| CASE WHEN NOT i.indisvalid THEN ' INVALID' ELSE '' END "
             "|| CASE WHEN i.indisreplident THEN ' REPLICA IDENTITY' ELSE '' END "
+            "|| COALESCE(', tablespace \"' || ts.spcname || '\"', '') "
             "FROM pg_catalog.pg_index i "
             "JOIN pg_catalog.pg_class c2 ON c2.oid = i.indexrelid "
+            "LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c2.reltablespace "
             "LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid "
             "AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x') "
             "WHERE i.indrelid = %(oid)s::pg_catalog.oid "
@@ -538,8 +547,8 @@ class _Relation:
             "FROM pg_catalog.pg_rewrite r WHERE r.ev_class = %(oid)s::pg_catalog.oid "
             "AND r.rulename <> '_RETURN' ORDER BY r.rulename"
         )
-        if self.kind == "v":  # a view's rules are listed together, as psql does
-            return ["Rules:", *(f"    {d}" for d in rows["definition"])] if len(rows) else []
+        if self.kind == "v":  # psql lists a view's rules together, indented by one blank
+            return ["Rules:", *(f" {d}" for d in rows["definition"])] if len(rows) else []
         lines: list[str] = []
         for state, title in (
             ("O", "Rules"),
