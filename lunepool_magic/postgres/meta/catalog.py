@@ -70,7 +70,8 @@ def check_server_version(version: int) -> int:
             version // 10000 if version >= 100000 else f"{version // 10000}.{version // 100 % 100}"
         )
         raise MetaError(
-            f"backslash commands need PostgreSQL 13 or later; this server is {major}. "
+            f"backslash commands need PostgreSQL {OLDEST_SERVER // 10000} or later; "
+            f"this server is {major}. "
             "Query the catalogs with plain SQL instead (SELECT ... FROM pg_catalog.pg_class)"
         )
     return version
