@@ -1,17 +1,21 @@
 """Backslash commands against psql itself, on the oldest and the newest server we support.
 
 psql is the oracle: for every relation of the fixture schema
-(tests/data/sql/fixture_schema.sql: partitions, generated and identity
-columns, domains, enums, arrays, rules, triggers, policies, foreign tables,
-several schemas...) ``\\d NAME`` must give psql's title, column names, types,
+(tests/data/sql/fixture_schema*.sql: partitions, generated and identity
+columns, domains, enums, arrays, rules, triggers, policies, publications, a
+foreign table, several schemas...) and of pg_catalog and information_schema,
+``\\d NAME`` and ``\\d+ NAME`` must give psql's title, column names, types,
 collations, nullability, defaults and footer lines; the list commands must
-give psql's columns and rows. psql runs as ``psql -X`` (no psqlrc) of the
-server's own major version, with unaligned output and control characters as
-separators, so every cell and footer line can be read back exactly.
+give psql's columns and rows. psql runs as ``psql -X`` (no psqlrc), the
+server's own major version and psql 18, with unaligned output and control
+characters as separators, so every cell and footer line reads back exactly;
+one psql session runs a whole batch of commands.
 
 Servers: the session's embedded PostgreSQL 18 (``pg_url``) and Debian's
-PostgreSQL 15 (``pg15_url``). Deliberate differences are few and listed in
-``DELIBERATE``; the README lists them for users.
+PostgreSQL 15 (``pg15_url``). We answer as psql 18 does on every server;
+where psql 15 prints other columns for a command, ``NEWER_PSQL_ONLY`` says
+why and only psql 18 is compared. The README lists these for users, with the
+other deliberate differences.
 """
 
 from __future__ import annotations
