@@ -275,6 +275,9 @@ LIST_COMMANDS = [
     r"\dTS+ pg_catalog.*",
     r"\dnS+",
     r"\dpS pg_catalog.pg_*",
+    r"\dconfig *work_mem*",
+    r"\dconfig+ work_mem",
+    r"\dconfig Time*",
 ]
 
 

@@ -23,7 +23,7 @@ separates schema and name, ``"..."`` keeps case and special characters)::
     \\dT[S+]  data types  \\dD[S+]  domains      \\dp (\\z)  access privileges
     \\du[S] (\\dg) roles   \\dx[+]   extensions   \\dy[+]    event triggers
     \\db[+]   tablespaces \\des[+]  foreign servers        \\dew[+]  foreign-data wrappers
-    \\l[+]    databases   \\?       this list
+    \\l[+]    databases   \\dconfig[+] settings      \\?  this list
 
 ``\\d name`` returns the columns (Column, Type, Collation, Nullable,
 Default); what psql prints under them (partition key and bound, indexes,

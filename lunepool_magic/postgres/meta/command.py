@@ -31,6 +31,7 @@ HELP = [
     ("\\des[+] [PATTERN]", "foreign servers"),
     ("\\dew[+] [PATTERN]", "foreign-data wrappers"),
     ("\\l[+] [PATTERN]", "databases"),
+    ("\\dconfig[+] [PATTERN]", "settings (without a pattern: those not at their default)"),
     ("\\?", "this list"),
 ]
 
@@ -39,7 +40,7 @@ COMMANDS = {
     name: name
     for name in (
         "d", "dt", "dv", "dm", "di", "ds", "dE", "dn", "df", "sf", "dT", "dD", "dp",
-        "du", "dx", "dy", "db", "des", "dew", "l", "?",
+        "du", "dx", "dy", "db", "des", "dew", "l", "dconfig", "?",
     )
 }  # fmt: skip
 COMMANDS.update({"z": "dp", "dg": "du", "list": "l"})

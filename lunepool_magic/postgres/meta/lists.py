@@ -570,6 +570,31 @@ def _function_source(conn: Connection, command: MetaCommand) -> MetaResult:
     return MetaResult(frame)
 
 
+def _settings(conn: Connection, command: MetaCommand) -> MetaResult:
+    """``\\dconfig [PATTERN]``: settings; without a pattern, those changed from their default."""
+    params: dict[str, Any] = {}
+    columns = [("Parameter", "s.name"), ("Value", "pg_catalog.current_setting(s.name)")]
+    joins = ""
+    if command.verbose:
+        columns += [("Type", "s.vartype"), ("Context", "s.context")]
+        if server_version(conn) >= 150000:  # GRANT ON PARAMETER came in 15
+            columns.append(("Access privileges", acl("p.paracl")))
+            joins = (
+                "LEFT JOIN pg_catalog.pg_parameter_acl p ON pg_catalog.lower(s.name) = p.parname"
+            )
+        else:
+            columns.append(("Access privileges", "''"))
+    if command.pattern is None:
+        where = "AND s.source <> 'default' AND s.setting IS DISTINCT FROM s.boot_val"
+    else:
+        where = name_filter(command.pattern, "pg_catalog.lower(s.name)", None, None, params)
+    sql = (
+        f"SELECT {_select(columns)} FROM pg_catalog.pg_settings s {joins} "
+        f"WHERE true {where} ORDER BY 1"
+    )
+    return MetaResult(query(conn, sql, params))
+
+
 LISTS: dict[str, Callable[[Connection, MetaCommand], MetaResult]] = {
     "dn": _schemas,
     "df": _functions,
@@ -584,4 +609,5 @@ LISTS: dict[str, Callable[[Connection, MetaCommand], MetaResult]] = {
     "des": _foreign_servers,
     "dew": _foreign_data_wrappers,
     "l": _databases,
+    "dconfig": _settings,
 }
