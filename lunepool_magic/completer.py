@@ -112,7 +112,11 @@ class SqlCompleter:
     # ----------------------------------------------------------------- events
 
     def after_cell(self, result: Any) -> None:
-        """``post_run_cell``: mark stale the catalog of each connection the cell changed."""
+        """``post_run_cell``: mark stale the catalog of each connection the cell changed.
+
+        A connection's first cell also starts its first read, so that the
+        first Tab finds a catalog.
+        """
         info = getattr(result, "info", None)
         cell = getattr(info, "raw_cell", None) or ""
         if "%sql" not in cell and "%lunesql" not in cell:
@@ -122,10 +126,13 @@ class SqlCompleter:
                 opts = parse_line(line)
             except OptionError:
                 continue
+            session = self._session(opts.alias)
+            if session is None or session.pool.closed:
+                continue
             if opts.persist is not None or completion.changes_catalog(opts.sql + "\n" + sql):
-                session = self._session(opts.alias)
-                if session is not None:
-                    self.invalidate(session)
+                self.invalidate(session)
+            else:  # read it now if it never was: the first Tab then finds it
+                self.cache.peek(session.background_pool)
         for session in self._sessions().values():
             if session.pool.closed:
                 self.cache.forget(session.background_pool)
