@@ -102,8 +102,10 @@ def lab(pg_url: str, tmp_path: Path) -> Iterator[JupyterLab]:
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(
             "DROP TABLE IF EXISTS editor_orders;"
-            "CREATE TABLE editor_orders (id int, customer_id int, customer_name text, total numeric);"
-            "INSERT INTO editor_orders VALUES (1, 7, 'Ada', 12), (2, 8, 'Bob', 30), (3, 7, 'Ada', 5)"
+            "CREATE TABLE editor_orders"
+            " (id int, customer_id int, customer_name text, total numeric);"
+            "INSERT INTO editor_orders VALUES"
+            " (1, 7, 'Ada', 12), (2, 8, 'Bob', 30), (3, 7, 'Ada', 5)"
         )
     work = Path(tempfile.mkdtemp(prefix="lpm-editor-"))
     try:
@@ -231,7 +233,8 @@ def test_sql_cells_are_highlighted_as_sql_and_tab_completes_columns(
             for word in ("SELECT", "FROM", "WHERE", "ORDER", "BY"):
                 assert _class_of(sql, word) == keyword, (word, sql)
             assert _class_of(sql, "editor_orders") != keyword, sql
-            expect(nb.cell(3).locator(".jp-RenderedMarkdown h1")).to_have_attribute("data-jupyter-id", "Orders")
+            heading = nb.cell(3).locator(".jp-RenderedMarkdown h1")
+            expect(heading).to_have_attribute("data-jupyter-id", "Orders")
             expect(nb.cell(3).locator(".jp-RenderedMarkdown em")).to_have_text("big")
             line_magic = _editor(nb, 4)
             assert line_magic["language"] == "python", line_magic  # a %sql line stays Python
@@ -280,7 +283,8 @@ def test_sql_cells_are_highlighted_as_sql_and_tab_completes_columns(
             readme_shot = os.environ.get("LUNEPOOL_README_SCREENSHOT")
             if readme_shot:
                 # The cells and the completer, without the window around them.
-                page.screenshot(path=readme_shot, clip={"x": 40, "y": 95, "width": 720, "height": 545})
+                clip = {"x": 40, "y": 95, "width": 720, "height": 545}
+                page.screenshot(path=readme_shot, clip=clip)
             print(f"screenshots: {tmp_path}")
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"))
