@@ -137,7 +137,7 @@ def locate(full_text: str, offset: int, names: Iterable[str] = ("sql",)) -> Plac
     found = None
     for match in _line_magic_re(names).finditer(before):
         found = match
-    if found is None:
+    if found is None or _in_python_comment_or_string(before[: found.start()]):
         return None
     start = line_start + found.end()
     return _on_magic_line(full_text[start:line_end], offset - start)
@@ -171,6 +171,20 @@ def _line_magic_re(names: tuple[str, ...]) -> re.Pattern[str]:
         # At the start of the line or after a space, "=" or "(" (x = %sql ...); not %%sql.
         _MAGIC_RE_CACHE[key] = re.compile(rf"(?:^|(?<=[\s=(]))%(?:{alternatives})(?=\s)")
     return _MAGIC_RE_CACHE[key]
+
+
+def _in_python_comment_or_string(line: str) -> bool:
+    """Whether the end of ``line`` (Python) is in a comment or a string; a quick guess."""
+    quote = None
+    for char in line:
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            return True
+    return quote is not None
 
 
 _SPACE_RE = re.compile(r"\s*")
@@ -280,8 +294,7 @@ def _tokens(text: str) -> list[_Token]:
         start, end = match.start(), match.end()
         closed = True
         if kind == "comment" and match.group() == "/*":
-            close = text.find("*/", end)
-            end, closed = (n, False) if close < 0 else (close + 2, True)
+            end, closed = _block_comment_end(text, end)
         elif kind == "comment":
             closed = end < n  # a line comment open at the cursor swallows it
         elif kind == "string":
@@ -297,6 +310,19 @@ def _tokens(text: str) -> list[_Token]:
             found.append(_Token(kind, text[start:end], start, end, closed))
         pos = end
     return found
+
+
+def _block_comment_end(text: str, pos: int) -> tuple[int, bool]:
+    """Past the ``*/`` that closes a block comment opened before ``pos`` (they nest)."""
+    depth = 1
+    for match in _BLOCK_DELIMS_RE.finditer(text, pos):
+        depth += 1 if match.group() == "/*" else -1
+        if depth == 0:
+            return match.end(), True
+    return len(text), False
+
+
+_BLOCK_DELIMS_RE = re.compile(r"/\*|\*/")
 
 
 def _closing_quote(text: str, pos: int, quote: str, escapes: bool) -> tuple[int, bool]:
@@ -578,16 +604,16 @@ def changes_catalog(sql: str) -> bool:
 def quote_name(name: str, keywords: Mapping[str, str]) -> str:
     """``name`` as it must be typed: bare if PostgreSQL would read it back unchanged.
 
-    The rule of the server's ``quote_ident``: lower-case letters, digits, ``_``
-    (``$`` after the first character), not starting with a digit, and not a
-    keyword other than an unreserved one (categories from ``pg_get_keywords()``).
+    The rule of the server's ``quote_ident``: ASCII lower-case letters, digits
+    and ``_`` only (no ``$``), not starting with a digit, and not a keyword
+    other than an unreserved one (categories from ``pg_get_keywords()``).
     """
     if _BARE_RE.fullmatch(name) and keywords.get(name, "U") == "U":
         return name
     return '"' + name.replace('"', '""') + '"'
 
 
-_BARE_RE = re.compile(r"[a-z_][a-z0-9_$]*")
+_BARE_RE = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def parameter_names(namespace: Mapping[str, Any]) -> list[str]:

@@ -55,6 +55,13 @@ SELECT DISTINCT 'function', n.nspname::text, p.proname::text, NULL::text[]
                             'fdw_handler'::regtype, 'index_am_handler'::regtype,
                             'table_am_handler'::regtype, 'tsm_handler'::regtype)
    AND NOT 'internal'::regtype = ANY (p.proargtypes)
+   AND NOT 'cstring'::regtype = ANY (p.proargtypes)
+   -- what implements operators, index support and aggregates' steps: not typed by hand
+   AND p.oid NOT IN (SELECT oprcode FROM pg_catalog.pg_operator)
+   AND p.oid NOT IN (SELECT amproc FROM pg_catalog.pg_amproc)
+   AND p.oid NOT IN (SELECT aggtransfn FROM pg_catalog.pg_aggregate
+                     UNION ALL SELECT aggfinalfn FROM pg_catalog.pg_aggregate
+                     UNION ALL SELECT aggcombinefn FROM pg_catalog.pg_aggregate)
    AND n.nspname !~ '{_HIDDEN_SCHEMAS}'
 UNION ALL
 SELECT 'keyword', catcode::text, word, NULL FROM pg_catalog.pg_get_keywords()
@@ -331,5 +338,3 @@ class CatalogCache:
                 entry.done.set()
         if restart:  # invalidated while reading: the DDL may have come after our snapshot
             self._read(pool, entry)
-        if getattr(pool, "closed", False):
-            self.forget(pool)
