@@ -5,11 +5,12 @@
 untouched) and registers a ``post_run_cell`` hook; :func:`uninstall` removes
 both. The matcher answers only in ``%%sql`` cells and after ``%sql`` on a
 line, from the catalog cached for the connection the cell would use, and
-never waits for the server: the catalog is read in the background on the
-session's background pool, never on the cells' pool nor the notebook's
-pinned connection. The hook marks a connection's catalog stale after a cell
-ran DDL (or COMMIT/ROLLBACK, or ``--persist``) on it; :func:`invalidate` and
-:func:`refresh` do the same on request (``%sql --refresh``).
+never waits for the server: the catalog is read in the background on a
+short-lived connection of its own, never on the cells' pool (nor the
+notebook's pinned connection) nor the background jobs' pool. The hook
+marks a connection's catalog stale after a cell ran DDL (or COMMIT,
+ROLLBACK, ``--persist``) on it; :func:`invalidate` and :func:`refresh` do
+the same on request (``%sql --refresh``).
 
 The analysis itself is :mod:`lunepool_magic.notebook.completion` (no IPython).
 """
@@ -25,7 +26,7 @@ from IPython.core.completer import SimpleCompletion, context_matcher
 
 from lunepool_magic.notebook import completion
 from lunepool_magic.notebook.options import OptionError, parse_line
-from lunepool_magic.postgres.catalog import Catalog, CatalogCache
+from lunepool_magic.postgres.catalog import Catalog, CatalogCache, open_connection
 
 if TYPE_CHECKING:
     from IPython.core.completer import CompletionContext
@@ -79,7 +80,11 @@ class SqlCompleter:
         place = completion.locate(context.full_text, offset, self._names)
         if place is None:
             return nothing
-        catalog = self._catalog(place.alias) if place.area == "sql" else None
+        catalog = None
+        if place.area == "sql":
+            session = self._session(place.alias)
+            if session is not None and not session.pool.closed:
+                catalog = self.cache.peek(session.pool, _connector(session))
         found = completion.suggest(
             place,
             catalog,
@@ -96,12 +101,6 @@ class SqlCompleter:
             "suppress": True,
             "ordered": True,
         }
-
-    def _catalog(self, alias: str | None) -> Catalog | None:
-        session = self._session(alias)
-        if session is None or session.pool.closed:
-            return None
-        return self.cache.peek(session.background_pool)
 
     def _session(self, alias: str | None) -> Session | None:
         sessions = self._sessions()
@@ -132,20 +131,29 @@ class SqlCompleter:
             if opts.persist is not None or completion.changes_catalog(opts.sql + "\n" + sql):
                 self.invalidate(session)
             else:  # read it now if it never was: the first Tab then finds it
-                self.cache.peek(session.background_pool)
-        for session in self._sessions().values():
-            if session.pool.closed:
-                self.cache.forget(session.background_pool)
+                self.cache.peek(session.pool, _connector(session))
+        live = {id(s.pool) for s in self._sessions().values() if not s.pool.closed}
+        for key in self.cache.connections():
+            if id(key) not in live:  # closed or replaced: its catalog goes too
+                self.cache.forget(key)
 
     def invalidate(self, session: Session) -> None:
         """Read ``session``'s catalog again, in the background."""
         if not session.pool.closed:
-            self.cache.invalidate(session.background_pool)
+            self.cache.invalidate(session.pool, _connector(session))
 
     def refresh(self, session: Session, timeout: float | None) -> Catalog | None:
         """Read ``session``'s catalog again and wait for it (at most ``timeout`` seconds)."""
         self.invalidate(session)
-        return self.cache.wait(session.background_pool, timeout)
+        return self.cache.wait(session.pool, timeout)
+
+
+def _connector(session: Session) -> Callable[[], Any]:
+    """How to open a connection of its own to ``session``'s database, for one catalog read."""
+    # The password typed at a --password prompt lives only in the session;
+    # other sessions' passwords are in their conninfo or libpq's own sources.
+    password = getattr(session, "_password", None)
+    return lambda: open_connection(session.conninfo, password)
 
 
 class _Variables:

@@ -1,15 +1,16 @@
-"""The server's catalog for completion: one query, cached per pool, refreshed in the background.
+"""The server's catalog for completion: one query, cached per connection, read in the background.
 
 :func:`read_catalog` reads everything completion needs in one round trip:
 the search path, schemas, tables and views with their columns, function
 names and the server's own keyword list (``pg_get_keywords()``, with the
 categories that decide which names must be quoted). :class:`CatalogCache`
-keeps one :class:`Catalog` per pool and never makes its caller wait: a Tab
-press must be answered within JupyterLab's one-second completer timeout
-even when the server is slow or every connection is busy, so :meth:`CatalogCache.peek`
-returns what is cached (or None) and leaves the reading to a thread of its
-own, which borrows a connection with a short timeout and gives up rather
-than queue behind the notebook's cells.
+keeps one :class:`Catalog` per notebook connection and never makes its
+caller wait: a Tab press must be answered within JupyterLab's one-second
+completer timeout even while a cell runs or the server is slow, so
+:meth:`CatalogCache.peek` returns what is cached (or None) and leaves the
+reading to a thread of its own, on a connection of its own
+(:func:`open_connection`), so that neither the cells' connections (nor the
+notebook's pinned transaction) nor the background jobs' are ever taken.
 
 Temporary tables live in the session that created them; the catalog is read
 on another connection, so they are not in it.
@@ -216,13 +217,40 @@ def read_catalog(conn: Any) -> Catalog:
     )
 
 
+def open_connection(conninfo: str, password: str | None = None, *, timeout: int = 5) -> Any:
+    """A connection of its own for one catalog read (use it in ``with``: closed after).
+
+    Never one of a session's pools: their connections belong to the
+    notebook's cells (and pinned transaction) and to background jobs. Errors
+    never repeat the password.
+    """
+    import psycopg
+
+    from lunepool_magic.postgres.pool import ConnectionFailed, mask_password
+
+    message = None
+    try:
+        # A None password is left out by psycopg: libpq's own sources (PGPASSWORD, ~/.pgpass) apply.
+        return psycopg.connect(
+            conninfo,
+            password=password,
+            autocommit=True,
+            connect_timeout=timeout,
+            application_name="lunepool_magic (completion)",
+        )
+    except psycopg.Error as exc:
+        message = mask_password(str(exc).strip(), password)
+    raise ConnectionFailed(message)
+
+
 class _Entry:
-    """The cache's state for one pool. All fields are guarded by the cache's lock."""
+    """The cache's state for one connection. All fields are guarded by the cache's lock."""
 
-    __slots__ = ("catalog", "done", "error", "failed_at", "reading", "stale")
+    __slots__ = ("catalog", "connect", "done", "error", "failed_at", "reading", "stale")
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Callable[[], Any]) -> None:
         self.catalog: Catalog | None = None
+        self.connect = connect  # () -> a context manager that gives a connection
         self.stale = True  # the catalog (if any) may be out of date: read again
         self.reading = False  # a thread is reading it now
         self.done = threading.Event()  # set whenever no read is in flight
@@ -232,62 +260,59 @@ class _Entry:
 
 
 class CatalogCache:
-    """One catalog per pool, read in the background, never waited for by :meth:`peek`.
+    """One catalog per connection, read in the background, never waited for by :meth:`peek`.
 
-    ``borrow_timeout`` is how long the reading thread waits for a connection
-    of the pool; ``retry_after`` how long after a failed read the next one may
-    start (a server that is down is not asked again at every Tab).
-    ``reader`` reads a catalog on a connection (tests may pass their own).
+    Each notebook connection is a ``key`` (any hashable object, e.g. its
+    pool); ``connect()`` returns a context manager giving a psycopg
+    connection to read on (:func:`open_connection`, or a pool's
+    ``connection(timeout)``). ``retry_after`` is how long after a failed
+    read the next one may start, so a server that is down is not asked
+    again at every Tab. ``reader`` reads a catalog on a connection (tests
+    may wrap it).
     """
 
     def __init__(
         self,
         *,
-        borrow_timeout: float = 0.25,
         retry_after: float = 5.0,
         reader: Callable[[Any], Catalog] = read_catalog,
     ) -> None:
         self._lock = threading.Lock()
         self._entries: dict[Any, _Entry] = {}
-        self._borrow_timeout = borrow_timeout
         self._retry_after = retry_after
         self._reader = reader
 
-    def peek(self, pool: Any) -> Catalog | None:
-        """The cached catalog of ``pool`` (None before the first read); never blocks.
+    def peek(self, key: Any, connect: Callable[[], Any]) -> Catalog | None:
+        """The cached catalog of ``key`` (None before the first read); never blocks.
 
         Starts a read in the background when there is none yet or it is stale.
         """
         with self._lock:
-            entry = self._entries.get(pool)
-            if entry is None:
-                entry = self._entries[pool] = _Entry()
+            entry = self._entry(key, connect)
             start = self._should_read(entry)
             catalog = entry.catalog
         if start:
-            self._start(pool, entry)
+            self._start(entry)
         return catalog
 
-    def invalidate(self, pool: Any) -> None:
-        """Mark ``pool``'s catalog out of date and read it again in the background."""
+    def invalidate(self, key: Any, connect: Callable[[], Any]) -> None:
+        """Mark ``key``'s catalog out of date and read it again in the background."""
         with self._lock:
-            entry = self._entries.get(pool)
-            if entry is None:
-                entry = self._entries[pool] = _Entry()
+            entry = self._entry(key, connect)
             entry.stale = True
             entry.failed_at = 0.0  # asked for explicitly: no back-off
             start = self._should_read(entry)
         if start:
-            self._start(pool, entry)
+            self._start(entry)
 
-    def wait(self, pool: Any, timeout: float | None) -> Catalog | None:
-        """Wait until no read of ``pool``'s catalog is in flight; return the catalog.
+    def wait(self, key: Any, timeout: float | None) -> Catalog | None:
+        """Wait until no read of ``key``'s catalog is in flight; return the catalog.
 
         For a cell that asks for a refresh (it may wait; Tab never does) and
         for tests. Raises ``LookupError`` with the reason when the last read failed.
         """
         with self._lock:
-            entry = self._entries.get(pool)
+            entry = self._entries.get(key)
         if entry is None:
             return None
         entry.done.wait(timeout)
@@ -296,13 +321,26 @@ class CatalogCache:
                 raise LookupError(entry.error)
             return entry.catalog
 
-    def forget(self, pool: Any) -> None:
-        """Drop what is kept for ``pool`` (closed, or no longer in use)."""
+    def forget(self, key: Any) -> None:
+        """Drop what is kept for ``key`` (its connection was closed)."""
         with self._lock:
-            self._entries.pop(pool, None)
+            self._entries.pop(key, None)
+
+    def connections(self) -> list[Any]:
+        """The connections something is kept for."""
+        with self._lock:
+            return list(self._entries)
+
+    def _entry(self, key: Any, connect: Callable[[], Any]) -> _Entry:
+        # Under the lock.
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(connect)
+        entry.connect = connect
+        return entry
 
     def _should_read(self, entry: _Entry) -> bool:
-        # Under the lock: one read in flight per pool, and a pause after a failure.
+        # Under the lock: one read in flight per connection, and a pause after a failure.
         if entry.reading or not entry.stale:
             return False
         if entry.failed_at and time.monotonic() - entry.failed_at < self._retry_after:
@@ -311,30 +349,32 @@ class CatalogCache:
         entry.done.clear()
         return True
 
-    def _start(self, pool: Any, entry: _Entry) -> None:
+    def _start(self, entry: _Entry) -> None:
         thread = threading.Thread(
-            target=self._read, args=(pool, entry), name="lunepool-catalog", daemon=True
+            target=self._read, args=(entry,), name="lunepool-catalog", daemon=True
         )
         thread.start()
 
-    def _read(self, pool: Any, entry: _Entry) -> None:
-        catalog: Catalog | None = None
-        error: str | None = None
-        with self._lock:
-            entry.stale = False  # an invalidation from now on asks for another read
-        try:
-            with pool.connection(self._borrow_timeout) as conn:
-                catalog = self._reader(conn)
-        except Exception as exc:  # a busy pool, a server that is down: try again later
-            error = f"could not read the catalog: {exc}"
-        with self._lock:
-            entry.reading = False
-            if catalog is not None:
-                entry.catalog, entry.error, entry.failed_at = catalog, None, 0.0
-            else:
-                entry.stale, entry.error, entry.failed_at = True, error, time.monotonic()
-            restart = catalog is not None and self._should_read(entry)
-            if not restart:
-                entry.done.set()
-        if restart:  # invalidated while reading: the DDL may have come after our snapshot
-            self._read(pool, entry)
+    def _read(self, entry: _Entry) -> None:
+        while True:
+            catalog: Catalog | None = None
+            error: str | None = None
+            with self._lock:
+                entry.stale = False  # an invalidation from now on asks for another read
+                connect = entry.connect
+            try:
+                with connect() as conn:
+                    catalog = self._reader(conn)
+            except Exception as exc:  # a busy pool, a server that is down: try again later
+                error = f"could not read the catalog: {exc}"
+            with self._lock:
+                entry.reading = False
+                if catalog is not None:
+                    entry.catalog, entry.error, entry.failed_at = catalog, None, 0.0
+                else:
+                    entry.stale, entry.error, entry.failed_at = True, error, time.monotonic()
+                # Invalidated while reading: the DDL may have come after our snapshot.
+                again = catalog is not None and self._should_read(entry)
+                if not again:
+                    entry.done.set()
+                    return

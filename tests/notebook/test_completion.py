@@ -15,12 +15,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lunepool_magic.magic import LunepoolMagic
 from lunepool_magic.notebook import completion
 from lunepool_magic.notebook.options import OptionError, parse_line
 from lunepool_magic.postgres import create_pool
-from lunepool_magic.postgres.catalog import Catalog, CatalogCache, read_catalog
+from lunepool_magic.postgres.catalog import Catalog, CatalogCache, open_connection, read_catalog
 
 
 @pytest.fixture
@@ -85,6 +86,10 @@ def test_names_are_quoted_as_the_servers_quote_ident_quotes_them(
 # -------------------------------------------------------------------- the cache
 
 
+def _borrowing(pool: Any) -> Any:
+    return lambda: pool.connection(5)
+
+
 class _GatedReader:
     """read_catalog after ``gate`` is set; ``entered`` is set when a read starts."""
 
@@ -103,47 +108,60 @@ class _GatedReader:
 def test_peek_never_waits_for_a_read_in_flight(pool: Any) -> None:
     reader = _GatedReader()
     cache = CatalogCache(reader=reader)
-    assert cache.peek(pool) is None  # returns at once; the read is under way
+    connect = _borrowing(pool)
+    assert cache.peek(pool, connect) is None  # returns at once; the read is under way
     assert reader.entered.wait(30)
-    assert cache.peek(pool) is None  # still reading: no second read, no wait
+    assert cache.peek(pool, connect) is None  # still reading: no second read, no wait
     reader.gate.set()
     catalog = cache.wait(pool, 30)
     assert catalog is not None and reader.reads == 1
-    assert cache.peek(pool) is catalog  # fresh: no new read
+    assert cache.peek(pool, connect) is catalog  # fresh: no new read
 
 
 def test_an_invalidation_during_a_read_reads_again(pool: Any) -> None:
     reader = _GatedReader()
     cache = CatalogCache(reader=reader)
-    cache.peek(pool)
+    cache.peek(pool, _borrowing(pool))
     assert reader.entered.wait(30)
-    cache.invalidate(pool)  # DDL ran while the catalog was being read
+    cache.invalidate(pool, _borrowing(pool))  # DDL ran while the catalog was being read
     reader.gate.set()
     assert cache.wait(pool, 30) is not None
     assert reader.reads == 2
 
 
-def test_a_busy_pool_is_not_waited_for_and_the_reason_is_kept(pool: Any) -> None:
-    cache = CatalogCache(borrow_timeout=0.05, retry_after=3600)
-    with pool.connection() as first, pool.connection() as second:
-        assert first is not second  # both connections of the pool are taken
-        assert cache.peek(pool) is None
-        with pytest.raises(LookupError, match="could not read the catalog"):
-            cache.wait(pool, 30)
-        assert cache.peek(pool) is None  # backing off: no new attempt at every Tab
-    cache.invalidate(pool)  # asked for explicitly: tried again at once
-    assert cache.wait(pool, 30) is not None
+def test_a_failed_read_backs_off_keeps_the_reason_and_never_shows_the_password(
+    pg_url: str,
+) -> None:
+    params = conninfo_to_dict(pg_url)
+    params.update(password="s3cret-pw", port="1", connect_timeout="2")  # nothing listens on 1
+    bad = make_conninfo(**params)
+    cache = CatalogCache(retry_after=3600)
+    key = object()
+    attempts = []
+
+    def connect_bad() -> Any:
+        attempts.append(1)
+        return open_connection(bad)
+
+    assert cache.peek(key, connect_bad) is None
+    with pytest.raises(LookupError, match="could not read the catalog") as failure:
+        cache.wait(key, 30)
+    assert "s3cret-pw" not in str(failure.value)
+    assert cache.peek(key, connect_bad) is None
+    assert len(attempts) == 1  # backing off: no new attempt at every Tab
+    cache.invalidate(key, lambda: open_connection(pg_url))  # asked for: tried again at once
+    assert cache.wait(key, 30) is not None
+    cache.forget(key)
+    assert cache.wait(key, 0) is None  # nothing kept for it any more
 
 
-def test_a_closed_pool_gives_a_reason_and_can_be_forgotten(pg_url: str) -> None:
-    closed = create_pool(pg_url, max_connections=1, name="closed")
-    closed.close()
-    cache = CatalogCache()
-    assert cache.peek(closed) is None
-    with pytest.raises(LookupError, match="closed"):
-        cache.wait(closed, 30)
-    cache.forget(closed)
-    assert cache.wait(closed, 0) is None  # nothing kept for it any more
+def test_open_connection_is_a_connection_of_its_own(pg_url: str, pool: Any) -> None:
+    with open_connection(pg_url) as conn:
+        assert conn.autocommit
+        name = conn.execute("SHOW application_name").fetchone()[0]
+        assert name == "lunepool_magic (completion)"
+    assert conn.closed
+    assert pool.stats().size == 0  # no pool was asked for anything
 
 
 # ------------------------------------------------------------- the magic line

@@ -46,7 +46,7 @@ SETTLE = """
 from lunepool_magic import completer as _completer
 _c = _completer._installed[get_ipython()]
 _s = get_ipython().magics_manager.registry['LunepoolMagic']._sessions[{alias!r}]
-assert _c.cache.wait(_s.background_pool, 30) is not None, "no catalog was read"
+assert _c.cache.wait(_s.pool, 30) is not None, "no catalog was read"
 """
 REFRESH = """
 from lunepool_magic import completer as _completer
