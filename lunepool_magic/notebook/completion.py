@@ -877,6 +877,10 @@ def _relations(
         return
     out.names(ctes, "table", keywords)
     out.indexed(catalog.visible_relations(), lambda r: r.kind, keywords, of=lambda r: r.name)
+    if out.prefix.startswith("pg_") and "pg_catalog" in catalog.search_path:
+        out.indexed(
+            catalog.schema_relations("pg_catalog"), lambda r: r.kind, keywords, of=lambda r: r.name
+        )
     out.indexed(catalog.schema_names(), "schema", keywords)
 
 

@@ -139,8 +139,14 @@ class Catalog:
         return None
 
     def visible_relations(self) -> Names:
-        """Relations reachable without a schema (the first on the search path wins)."""
-        return self._index("relations", lambda: self._visible(self.relations))
+        """Relations reachable without a schema (the first on the search path wins).
+
+        pg_catalog's own tables are left out (there are well over a hundred,
+        and nobody means them when typing a table's first letters); they stay
+        in :meth:`schema_relations` and :meth:`relation`.
+        """
+        user = {s: r for s, r in self.relations.items() if s != "pg_catalog"}
+        return self._index("relations", lambda: self._visible(user))
 
     def visible_functions(self) -> Names:
         """Function names reachable without a schema."""
