@@ -26,13 +26,13 @@ from IPython.core.completer import SimpleCompletion, context_matcher
 
 from lunepool_magic.notebook import completion
 from lunepool_magic.notebook.options import OptionError, parse_line
-from lunepool_magic.postgres.catalog import Catalog, CatalogCache, open_connection
 
 if TYPE_CHECKING:
     from IPython.core.completer import CompletionContext
     from IPython.core.interactiveshell import InteractiveShell
 
     from lunepool_magic.notebook.session import Session
+    from lunepool_magic.postgres.catalog import Catalog, CatalogCache
 
 __all__ = ["MATCHER_ID", "SqlCompleter", "install", "invalidate", "refresh", "uninstall"]
 
@@ -60,7 +60,7 @@ class SqlCompleter:
         names: tuple[str, ...],
     ) -> None:
         self.shell = shell
-        self.cache = CatalogCache()
+        self._cache: CatalogCache | None = None
         self._sessions = sessions
         self._current = current
         self._names = names
@@ -69,6 +69,16 @@ class SqlCompleter:
             return self._match(context)
 
         self.matcher = context_matcher(identifier=MATCHER_ID)(matcher)
+
+    @property
+    def cache(self) -> CatalogCache:
+        """The catalogs, made on first use: a session exists by then, and with it psycopg
+        (``%load_ext`` itself must not import the postgres layer)."""
+        if self._cache is None:
+            from lunepool_magic.postgres.catalog import CatalogCache
+
+            self._cache = CatalogCache()
+        return self._cache
 
     # ---------------------------------------------------------------- matcher
 
@@ -132,8 +142,10 @@ class SqlCompleter:
                 self.invalidate(session)
             else:  # read it now if it never was: the first Tab then finds it
                 self.cache.peek(session.pool, _connector(session))
+        if self._cache is None:
+            return
         live = {id(s.pool) for s in self._sessions().values() if not s.pool.closed}
-        for key in self.cache.connections():
+        for key in self._cache.connections():
             if id(key) not in live:  # closed or replaced: its catalog goes too
                 self.cache.forget(key)
 
@@ -152,6 +164,8 @@ def _connector(session: Session) -> Callable[[], Any]:
     """How to open a connection of its own to ``session``'s database, for one catalog read."""
     # The password typed at a --password prompt lives only in the session;
     # other sessions' passwords are in their conninfo or libpq's own sources.
+    from lunepool_magic.postgres.catalog import open_connection
+
     password = getattr(session, "_password", None)
     return lambda: open_connection(session.conninfo, password)
 

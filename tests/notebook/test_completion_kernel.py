@@ -274,3 +274,21 @@ def test_ddl_in_a_transaction_shows_after_commit_and_the_pinned_connection_is_un
     sql_kernel.ok("%sql COMMIT")
     sql_kernel.ok(SETTLE.format(alias="default"))
     assert texts(complete(sql_kernel, "%%sql\nSELECT * FROM cmpl_in_|")) == ["cmpl_in_tx"]
+
+
+def test_unload_removes_completion_and_reload_brings_it_back(sql_kernel: Kernel) -> None:
+    marked = "%%sql\nSELECT * FROM cmpl_custo|"
+    sql_kernel.ok("%unload_ext lunepool_magic")
+    matchers = sql_kernel.value(
+        "[getattr(m, 'matcher_identifier', '') for m in get_ipython().Completer.custom_matchers]"
+    )
+    assert "lunepool_magic.sql" not in matchers
+    assert "cmpl_customers" not in texts(complete(sql_kernel, marked))
+    sql_kernel.ok("%load_ext lunepool_magic")
+    sql_kernel.ok("%sql SELECT 1")
+    sql_kernel.ok(REFRESH.format(alias="default"))
+    assert texts(complete(sql_kernel, marked)) == ["cmpl_customers"]
+    matchers = sql_kernel.value(
+        "[getattr(m, 'matcher_identifier', '') for m in get_ipython().Completer.custom_matchers]"
+    )
+    assert matchers.count("lunepool_magic.sql") == 1
