@@ -3,7 +3,8 @@
 Wheels (and sdists) always carry the built extension: it is built here with
 hatch-jupyter-builder's npm builder unless it is already built, and a
 missing build is an error. An editable install on a machine without npm
-skips it with one line instead, since everything but the highlighting works.
+(or where the build fails, e.g. without network for npm) skips it with one
+line instead, since everything but the highlighting works.
 """
 
 from __future__ import annotations
@@ -33,14 +34,24 @@ class LabExtensionHook(BuildHookInterface):
                     file=sys.stderr,
                 )
                 return
-            npm_builder(
-                self.target_name,
-                version,
-                path=str(HERE),
-                build_cmd="build",
-                source_dir=str(HERE / "src"),
-                build_dir=str(BUILT),
-            )
+            try:
+                npm_builder(
+                    self.target_name,
+                    version,
+                    path=str(HERE),
+                    build_cmd="build",
+                    source_dir=str(HERE / "src"),
+                    build_dir=str(BUILT),
+                )
+            except Exception as exc:  # no network for npm, an old Node.js, ...
+                reason = (
+                    str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                )
+                print(
+                    f"lunepool_magic: the JupyterLab extension was not built ({reason}); "
+                    "completion and the magics work without it.",
+                    file=sys.stderr,
+                )
             return
         if not BUILT_MARKER.exists():
             npm_builder(self.target_name, version, path=str(HERE), build_cmd="build:prod")
