@@ -737,7 +737,9 @@ def _suggest_sql(
         and previous.end == (tokens[k].start if k < len(tokens) else len(before))
         and not qualifier
     ):
-        out.names(variables, "variable", {})
+        for name in variables:  # Python names: as they are, case and all
+            if name.startswith(typed):
+                out.add(name, "variable")
         return Suggestions(out.items, typed)
     if statement.lstrip().startswith("\\"):
         if k == 0 or (previous is not None and previous.text == "\\"):
@@ -751,7 +753,6 @@ def _suggest_sql(
     # swallow the rest); a half-typed name is not yet one of its relations.
     typed_at = tokens[k].start if k < len(tokens) else len(before)
     refs, ctes = _references(_tokens(before[:typed_at] + " " + statement[cursor:]))
-    refs = [ref for ref in refs if ref.at != typed_at]
     context = _context(tokens[:k])
     if qualifier:
         _qualified(out, catalog, qualifier, refs, ctes, context, keywords)
@@ -782,8 +783,8 @@ def _context(tokens: list[_Token]) -> str:
     if previous.kind == "op" and previous.text not in (")", ";"):
         if previous.text == ",":
             clause = _clause(tokens[:-1])
-            if clause in ("from", "join", "update", "into", "table", "truncate"):
-                return "relation" if clause != "into" or _depth(tokens) == 0 else "column"
+            if clause in ("from", "join", "update", "table", "truncate"):
+                return "relation"  # FROM a, b: the next relation (INTO t (a, b: columns)
         return "column"
     return "keyword"
 
@@ -801,10 +802,6 @@ def _clause(tokens: list[_Token]) -> str | None:
         elif depth == 0 and token.kind == "word" and token.folded in _CLAUSES | _RELATION_AFTER:
             return token.folded
     return None
-
-
-def _depth(tokens: list[_Token]) -> int:
-    return sum(t.text == "(" for t in tokens) - sum(t.text == ")" for t in tokens)
 
 
 def _columns(ref: _Ref, catalog: Any, ctes: Mapping[str, _Ref], depth: int = 0) -> list[str]:

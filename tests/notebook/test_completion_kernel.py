@@ -63,7 +63,7 @@ def sql_kernel(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         with start_kernel(pg_url, tmp_path_factory.mktemp("completion")) as kernel:
             kernel.ok("%sql SELECT 1")
-            kernel.ok("order_id = 7\nids = [1, 2]\ndef helper(): pass")
+            kernel.ok("order_id = 7\nids = [1, 2]\nOrderTotal = 3.5\ndef helper(): pass")
             kernel.ok(REFRESH.format(alias="default"))
             yield kernel
     finally:
@@ -194,6 +194,8 @@ def test_colon_offers_the_notebooks_variables(sql_kernel: Kernel) -> None:
     names = texts(complete(sql_kernel, "%sql SELECT * FROM cmpl_orders WHERE id = ANY(:|)"))
     assert "ids" in names and "order_id" in names
     assert "helper" not in names and "get_ipython" not in names  # functions are not values
+    # Python names come back as they are (never quoted like SQL names), case-sensitively.
+    assert texts(complete(sql_kernel, "%sql SELECT :Order|")) == ["OrderTotal"]
 
 
 def test_magic_line_offers_options_and_connection_names(sql_kernel: Kernel) -> None:
