@@ -17,7 +17,12 @@ trap 'rm -rf "$work"' EXIT
 
 command -v npm >/dev/null || { echo "check_labextension: npm is needed to build the wheel" >&2; exit 1; }
 
-python3 -m pip wheel -q --no-deps -w "$work/dist" .
+# From a copy of the checkout as a fresh clone is (no extension built yet),
+# so the wheel gets a production build. Required: without it the hook would
+# build a wheel without the extension.
+mkdir -p "$work/src" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work/src"
+LUNEPOOL_REQUIRE_LABEXTENSION=1 python3 -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
+rm -rf "$work/src/lunepool_magic/labextension" "$work/src/labextension/node_modules" "$work/src/labextension/lib"
 wheel=$(ls "$work"/dist/lunepool_magic-*.whl)
 contents=$(python3 -m zipfile -l "$wheel")
 for file in package.json static/style.js install.json; do
@@ -44,14 +49,13 @@ echo "check_labextension: jupyter labextension list shows $NAME enabled"
 
 # Editable install without npm on PATH: it must succeed and say it skipped the build.
 python3 -m venv --system-site-packages "$work/editable"
-# A copy of the checkout without any built extension, as a fresh clone is.
-mkdir -p "$work/src" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work/src"
+# The same clean copy (its build output was removed above).
 log=$(PATH="$work/editable/bin" "$work/editable/bin/python" -m pip install -v --no-deps -e "$work/src" 2>&1) || {
     echo "check_labextension: the editable install without npm failed:" >&2
     echo "$log" | tail -60 >&2
     exit 1
 }
-if ! grep -q "npm not found, so the JupyterLab extension" <<<"$log"; then
+if ! grep -q "lunepool_magic: the JupyterLab extension that highlights %%sql cells was not built (npm not found)" <<<"$log"; then
     echo "check_labextension: the editable install without npm did not say it skipped the build" >&2
     exit 1
 fi

@@ -1,14 +1,18 @@
 """Build hook: build the JupyterLab extension with npm, or say in one line why not.
 
-Wheels (and sdists) always carry the built extension: it is built here with
-hatch-jupyter-builder's npm builder unless it is already built, and a
-missing build is an error. An editable install on a machine without npm
-(or where the build fails, e.g. without network for npm) skips it with one
-line instead, since everything but the highlighting works.
+The extension (labextension/, TypeScript) is built with hatch-jupyter-builder's
+npm builder into lunepool_magic/labextension/, from where the wheel ships it
+to share/jupyter/labextensions/. A build that cannot run (no npm, no network
+for npm, an old Node.js) is skipped with one line, since everything but
+the highlighting works without it: ``pip install -e .`` on a machine
+without Node.js, or mybinder.org installing the repository. Release and CI
+builds set ``LUNEPOOL_REQUIRE_LABEXTENSION=1``, which makes a missing
+extension an error instead (.ci/check_labextension.sh does).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,22 +23,19 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 HERE = Path(__file__).resolve().parent
 BUILT = HERE.parent / "lunepool_magic" / "labextension"
-BUILT_MARKER = BUILT / "static" / "style.js"
 
 
 class LabExtensionHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if version == "editable":
+        required = os.environ.get("LUNEPOOL_REQUIRE_LABEXTENSION") == "1"
+        if version != "editable" and (BUILT / "package.json").exists():
+            return  # built already (an sdist carries it): no Node.js needed
+        try:
             if shutil.which("npm") is None:
-                print(
-                    "lunepool_magic: npm not found, so the JupyterLab extension that highlights "
-                    "%%sql cells is not built (completion and the magics work without it).",
-                    file=sys.stderr,
-                )
-                return
-            try:
+                raise RuntimeError("npm not found")
+            if version == "editable":  # a development build, redone only when src/ changed
                 npm_builder(
                     self.target_name,
                     version,
@@ -43,17 +44,15 @@ class LabExtensionHook(BuildHookInterface):
                     source_dir=str(HERE / "src"),
                     build_dir=str(BUILT),
                 )
-            except Exception as exc:  # no network for npm, an old Node.js, ...
-                reason = (
-                    str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                )
-                print(
-                    f"lunepool_magic: the JupyterLab extension was not built ({reason}); "
-                    "completion and the magics work without it.",
-                    file=sys.stderr,
-                )
-            return
-        if not BUILT_MARKER.exists():
-            npm_builder(self.target_name, version, path=str(HERE), build_cmd="build:prod")
-        if not BUILT_MARKER.exists():
-            raise RuntimeError(f"the JupyterLab extension was not built: {BUILT_MARKER} is missing")
+            else:
+                npm_builder(self.target_name, version, path=str(HERE), build_cmd="build:prod")
+        except Exception as exc:
+            if required:
+                raise
+            lines = str(exc).strip().splitlines()
+            reason = lines[-1] if lines else type(exc).__name__
+            print(
+                f"lunepool_magic: the JupyterLab extension that highlights %%sql cells was not "
+                f"built ({reason}); completion and the magics work without it.",
+                file=sys.stderr,
+            )
