@@ -128,7 +128,7 @@ class SqlCompleter:
         """
         info = getattr(result, "info", None)
         cell = getattr(info, "raw_cell", None) or ""
-        if "%sql" not in cell and "%lunesql" not in cell:
+        if not any("%" + name in cell for name in self._names):
             return
         for line, sql in completion.magic_uses(cell, self._names):
             try:

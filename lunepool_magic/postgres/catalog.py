@@ -79,12 +79,9 @@ class Names:
     __slots__ = ("_keys", "_values")
 
     def __init__(self, items: Iterable[tuple[str, Any]]) -> None:
-        pairs = sorted(((name.casefold(), name), value) for name, value in items)
+        pairs = sorted((((name.casefold(), name), value) for name, value in items), key=_first)
         self._keys = [key for key, _ in pairs]
         self._values = [value for _, value in pairs]
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
     def starting(self, prefix: str, limit: int | None = None) -> list[Any]:
         """Values whose name starts with ``prefix`` (case-insensitive), at most ``limit``."""
@@ -98,6 +95,10 @@ class Names:
                 break
             i += 1
         return found
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,6 @@ class Catalog:
     relations: dict[str, dict[str, Relation]]
     functions: dict[str, tuple[str, ...]]
     keywords: dict[str, str]
-    read_at: float = field(default_factory=time.monotonic)
     _indexes: dict[str, Names] = field(default_factory=dict, repr=False)
 
     def relation(self, schema: str | None, name: str) -> Relation | None:
