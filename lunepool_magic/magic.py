@@ -922,7 +922,8 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
     # Tab completion in SQL cells (lunepool_magic.completer); it reads the registry at each Tab.
     from lunepool_magic import completer
 
-    completer.install(shell, lambda: magics._sessions, lambda: magics._current, MAGIC_NAMES)
+    names = tuple(name for name in MAGIC_NAMES if name not in taken)
+    completer.install(shell, lambda: magics._sessions, lambda: magics._current, names)
     if taken:
         print(
             f"%{taken[0]} belongs to another extension; use %lunesql / %%lunesql "

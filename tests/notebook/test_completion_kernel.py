@@ -294,3 +294,20 @@ def test_unload_removes_completion_and_reload_brings_it_back(sql_kernel: Kernel)
         "[getattr(m, 'matcher_identifier', '') for m in get_ipython().Completer.custom_matchers]"
     )
     assert matchers.count("lunepool_magic.sql") == 1
+
+
+def test_cells_of_another_extensions_sql_magic_are_left_to_it(kernel: Kernel) -> None:
+    # Regression guard: with JupySQL (or any other extension) owning %sql, its
+    # %%sql cells run on its connection; completing them from ours would mislead.
+    kernel.ok("%unload_ext lunepool_magic")
+    kernel.ok(
+        "from IPython.core.magic import register_line_cell_magic\n"
+        "@register_line_cell_magic\n"
+        "def sql(line, cell=None):\n"
+        "    return 'theirs'"
+    )
+    kernel.ok("%load_ext lunepool_magic")
+    kernel.ok("%lunesql SELECT 1")
+    kernel.ok(REFRESH.format(alias="default"))
+    assert "pg_class" in texts(complete(kernel, "%%lunesql\nSELECT * FROM pg_cla|"))
+    assert "pg_class" not in texts(complete(kernel, "%%sql\nSELECT * FROM pg_cla|"))
