@@ -759,6 +759,11 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
         magics.magics["line"][name] = method
         magics.magics["cell"][name] = method
     shell.register_magics(magics)
+    # Tab completion in SQL cells (lunepool_magic.completer); it reads the registry at each Tab.
+    from lunepool_magic import completer
+
+    names = tuple(name for name in MAGIC_NAMES if name not in taken)
+    completer.install(shell, lambda: magics._sessions, lambda: magics._current, names)
     if taken:
         print(
             f"%{taken[0]} belongs to another extension; use %lunesql / %%lunesql "
@@ -773,6 +778,9 @@ def unload(shell: InteractiveShell) -> None:
     magics = manager.registry.pop(LunepoolMagic.__name__, None)
     if not isinstance(magics, LunepoolMagic):
         return
+    from lunepool_magic import completer
+
+    completer.uninstall(shell)
     magics.close_all()
     atexit.unregister(magics.close_all)
     for kind in ("line", "cell"):
