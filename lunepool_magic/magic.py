@@ -288,6 +288,19 @@ class LunepoolMagic(Magics):
         if opts.help:
             print(SQL_HELP)
             return None
+        if opts.refresh:
+            from lunepool_magic import completer
+
+            session = self._connections.named(opts.alias) if opts.alias else self._current_session()
+            try:
+                catalog = completer.refresh(self.shell, session)
+            except LookupError as exc:
+                raise UsageError(f"--refresh: {exc}") from None
+            if catalog is None:
+                print("Tab completion is not active in this shell; nothing to refresh.")
+            else:
+                print(f"Read the catalog of {session.alias!r} again for Tab completion.")
+            return None
         if opts.close:
             print(self._connections.close(opts.close_name, self._jobs))
             return None
@@ -763,7 +776,7 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
     from lunepool_magic import completer
 
     names = tuple(name for name in MAGIC_NAMES if name not in taken)
-    completer.install(shell, lambda: magics._sessions, lambda: magics._current, names)
+    completer.install(shell, lambda: magics.sessions, lambda: magics.current_alias, names)
     if taken:
         print(
             f"%{taken[0]} belongs to another extension; use %lunesql / %%lunesql "

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lunepool_magic.notebook.options import OPTIONS
 from lunepool_magic.sqltext import split_statements
 
 __all__ = [
@@ -50,31 +51,25 @@ __all__ = [
 #: At most this many completions are returned (IPython's own limit).
 MAX_COMPLETIONS = 500
 
+# What each kind of option value completes to.
+_VALUE_KINDS = {
+    "flag": None,
+    "name": "variable",
+    "name?": "connection?",
+    "rows": "value",
+    "var": "variable",
+    "var?": "variable?",
+    "table": "value",
+    "job?": "job?",
+}
+
 #: The magic's options, long and short, and what their value is: "connection",
 #: "variable", "value" (free text), "job", or None for a flag. A trailing "?"
-#: marks an optional value. Tests check this against the magic's parser and help.
+#: marks an optional value. Made from the one option table (options.OPTIONS).
 MAGIC_OPTIONS: dict[str, str | None] = {
-    "--alias": "connection",
-    "-a": "connection",
-    "--out": "variable",
-    "-o": "variable",
-    "--limit": "value",
-    "--password": None,
-    "-W": None,
-    "--list": None,
-    "-l": None,
-    "--close": "connection?",
-    "-x": "connection?",
-    "--persist": "variable",
-    "--append": "variable?",
-    "--replace": "variable?",
-    "--table": "value",
-    "--explain": None,
-    "--analyze": None,
-    "--background": None,
-    "--jobs": None,
-    "--wait": "job?",
-    "--cancel": "job?",
+    flag: "connection" if option.key == "alias" else _VALUE_KINDS[option.takes]
+    for option in OPTIONS
+    for flag in option.flags
 }
 
 

@@ -84,6 +84,7 @@ class MagicLine:
     job: str | None = None
     limit: str | None = None
     help: bool = False
+    refresh: bool = False
 
     @property
     def command(self) -> str | None:
@@ -207,6 +208,14 @@ OPTIONS: tuple[Option, ...] = (
         command=True,
         usage="%sql --cancel [N | all]",
     ),
+    Option(
+        ("--refresh",),
+        "refresh",
+        "flag",
+        "read the catalog for Tab completion again",
+        command=True,
+        usage="%sql --refresh",
+    ),
     Option(("--help", "-h"), "help", "flag", "show this help", command=True, usage="%sql --help"),
 )
 
@@ -295,6 +304,7 @@ _NEW_STYLE_KEYS = frozenset(
         "wait",
         "cancel",
         "help",
+        "refresh",
     }
 )
 
@@ -317,6 +327,7 @@ def _check_combination(opts: MagicLine) -> None:
             ("--cancel", opts.cancel),
             ("--close", opts.close),
             ("--help", opts.help),
+            ("--refresh", opts.refresh),
         )
         if given
     ]

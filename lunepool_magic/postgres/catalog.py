@@ -232,7 +232,8 @@ def open_connection(conninfo: str, password: str | None = None, *, timeout: int 
     """
     import psycopg
 
-    from lunepool_magic.postgres.pool import ConnectionFailed, mask_password
+    from lunepool_magic.postgres.conninfo import mask_password
+    from lunepool_magic.postgres.errors import ConnectionFailed
 
     message = None
     try:

@@ -45,12 +45,12 @@ DROP TABLE IF EXISTS cmpl_orders, cmpl_customers, "CmplMixed", cmpl_new, cmpl_in
 SETTLE = """
 from lunepool_magic import completer as _completer
 _c = _completer._installed[get_ipython()]
-_s = get_ipython().magics_manager.registry['LunepoolMagic']._sessions[{alias!r}]
+_s = get_ipython().magics_manager.registry['LunepoolMagic'].sessions[{alias!r}]
 assert _c.cache.wait(_s.pool, 30) is not None, "no catalog was read"
 """
 REFRESH = """
 from lunepool_magic import completer as _completer
-_s = get_ipython().magics_manager.registry['LunepoolMagic']._sessions[{alias!r}]
+_s = get_ipython().magics_manager.registry['LunepoolMagic'].sessions[{alias!r}]
 assert _completer.refresh(get_ipython(), _s, 30) is not None
 """
 
@@ -311,3 +311,18 @@ def test_cells_of_another_extensions_sql_magic_are_left_to_it(kernel: Kernel) ->
     kernel.ok(REFRESH.format(alias="default"))
     assert "pg_class" in texts(complete(kernel, "%%lunesql\nSELECT * FROM pg_cla|"))
     assert "pg_class" not in texts(complete(kernel, "%%sql\nSELECT * FROM pg_cla|"))
+
+
+def test_refresh_option_reads_a_table_made_elsewhere(sql_kernel: Kernel, pg_url: str) -> None:
+    # Made on another connection: no cell of this kernel ran the DDL, so only
+    # %sql --refresh (or the next DDL cell) brings it into the catalog.
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE cmpl_elsewhere (zz_refreshed int)")
+    try:
+        reply = sql_kernel.ok("%sql --refresh")
+        assert reply.stream("stdout") == "Read the catalog of 'default' again for Tab completion.\n"
+        items = complete(sql_kernel, "%%sql\nSELECT zz_ref| FROM cmpl_elsewhere")
+        assert texts(items, "column") == ["zz_refreshed"]
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("DROP TABLE cmpl_elsewhere")

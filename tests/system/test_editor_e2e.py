@@ -188,7 +188,7 @@ def _wait_for_catalog(lab: JupyterLab) -> None:
     try:
         reply = client.execute_interactive(
             "from lunepool_magic import completer as _c\n"
-            "_s = get_ipython().magics_manager.registry['LunepoolMagic']._sessions['default']\n"
+            "_s = get_ipython().magics_manager.registry['LunepoolMagic'].sessions['default']\n"
             "assert _c._installed[get_ipython()].cache.wait(_s.pool, 30) is not None",
             silent=True,
             timeout=60,
