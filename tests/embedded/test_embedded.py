@@ -23,6 +23,7 @@ import pytest
 from support.servers import copy_data_dir, make_data_dir_root
 
 from lunepool_magic import embedded
+from lunepool_magic.embedded import root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -346,17 +347,8 @@ def test_root_refuses_a_base_folder_made_by_someone_else(tmp_path: Path) -> None
     nobody = pwd.getpwnam("nobody")
     os.chown(foreign, nobody.pw_uid, nobody.pw_gid)
     with pytest.raises(PermissionError, match="root-owned"):
-        embedded._ensure_root_base(foreign)
+        root.ensure_root_base(foreign)
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
     with pytest.raises(PermissionError, match="root-owned"):
-        embedded._ensure_root_base(link)
-
-
-@root_only
-def test_root_refuses_a_socket_path_that_does_not_fit() -> None:
-    # The package's fallback socket folder would be made world-writable (0777).
-    too_long = Path(tempfile.gettempdir()) / ("d" * 110)
-    with pytest.raises(ValueError, match="too long"):
-        embedded.start(too_long)
-    assert not too_long.exists()
+        root.ensure_root_base(link)
