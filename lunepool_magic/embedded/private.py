@@ -53,10 +53,19 @@ def make_private_dir(path: Path, owner: tuple[int, int] | None = None) -> bool:
         os.mkdir(path, 0o700)  # never follows a symlink in the last component
     except FileExistsError:
         return problem_with_dir(path, uid) is None
-    os.chmod(path, 0o700, follow_symlinks=False)  # the umask may have removed bits we want
-    if owner is not None and owner[0] != os.geteuid():
-        os.chown(path, owner[0], owner[1], follow_symlinks=False)
+    restrict_dir(path, owner)  # the umask may have removed bits we want
     return problem_with_dir(path, uid) is None
+
+
+def restrict_dir(path: Path, owner: tuple[int, int] | None = None) -> None:
+    """Make the directory ``path`` 0700 (and ``owner``'s), never through a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if owner is not None and owner[0] != os.geteuid():
+            os.fchown(fd, owner[0], owner[1])
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def short_socket_dir(pgdata: Path, owner: tuple[int, int] | None = None) -> Path:
@@ -68,17 +77,21 @@ def short_socket_dir(pgdata: Path, owner: tuple[int, int] | None = None) -> Path
     avoided, never used.
     """
     uid = os.geteuid() if owner is None else owner[0]
+    stable = stable_socket_dir(pgdata, uid)
+    if make_private_dir(stable, owner):
+        return stable
+    fresh = Path(tempfile.mkdtemp(prefix=f"lunepool_magic-{uid}-", dir=stable.parent))  # 0700
+    restrict_dir(fresh, owner)
+    return fresh
+
+
+def stable_socket_dir(pgdata: Path, uid: int) -> Path:
+    """The short socket directory's usual name: per user and data directory."""
     base = Path(tempfile.gettempdir())
     if len(os.fsencode(base)) > 40:  # a long TMPDIR would defeat the purpose
         base = Path("/tmp")
     digest = hashlib.sha256(f"{pgdata}\0{pgdata.stat().st_ino}".encode()).hexdigest()[:12]
-    stable = base / f"lunepool_magic-{uid}-{digest}"
-    if make_private_dir(stable, owner):
-        return stable
-    fresh = Path(tempfile.mkdtemp(prefix=f"lunepool_magic-{uid}-", dir=base))  # 0700, unique
-    if owner is not None and owner[0] != os.geteuid():
-        os.chown(fresh, owner[0], owner[1], follow_symlinks=False)
-    return fresh
+    return base / f"lunepool_magic-{uid}-{digest}"
 
 
 def socket_fits(directory: Path, port: int) -> bool:

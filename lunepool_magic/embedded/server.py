@@ -255,8 +255,8 @@ def _claim_data_dir(runner: Runner, pgdata: Path) -> None:
     """
     uid = _server_uid(runner)
     info = os.lstat(pgdata)
-    if runner.owner is not None and info.st_uid != uid and not any(pgdata.iterdir()):
-        os.chown(pgdata, *runner.owner, follow_symlinks=False)
+    if runner.owner is not None and info.st_uid == 0 and not any(pgdata.iterdir()):
+        private.restrict_dir(pgdata, runner.owner)
         info = os.lstat(pgdata)
     if info.st_uid != uid:
         raise PermissionError(
@@ -264,7 +264,7 @@ def _claim_data_dir(runner: Runner, pgdata: Path) -> None:
             "refusing a data directory that someone else made: pass another data_dir"
         )
     if info.st_mode & 0o077:
-        os.chmod(pgdata, 0o700, follow_symlinks=False)  # PostgreSQL itself accepts 0750
+        private.restrict_dir(pgdata)  # PostgreSQL itself accepts 0750
 
 
 def _start_server(runner: Runner, pgdata: Path) -> registry.Postmaster:
