@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,15 @@ class _Handle:
     runner: Runner
 
 
+_SYNC_TIMEOUT = 60.0
+
 # Guards the state below. Order: _lock, then a data directory's file lock.
 _lock = threading.RLock()
 _handles: dict[Path, _Handle] = {}
 _runner_cache: Runner | None = None
 _atexit_registered = False
+# initdb --sync-only of the clusters this process created, awaited by their last user's stop.
+_syncs: dict[Path, subprocess.Popen[bytes]] = {}
 # prepare()'s own guard: it must never wait for _lock, which a start may hold for seconds.
 _prepare_guard = threading.Lock()
 _prepare_thread: threading.Thread | None = None
@@ -211,8 +216,10 @@ def _attach(runner: Runner, pgdata: Path) -> _Handle:
         cluster.stop(runner, pgdata)  # started by an older version: restart it privately
         alive = False
     if not alive:
-        _ensure_cluster(runner, pgdata)
+        created = _ensure_cluster(runner, pgdata)
         pm = _start_server(runner, pgdata)
+        if created:
+            _syncs[pgdata] = cluster.sync_in_background(runner, pgdata)
     assert pm is not None
     registry.register_pid(pgdata, os.getpid())
     return _Handle(postmaster_pid=pm.pid, url=registry.url(pm), runner=runner)
@@ -229,12 +236,15 @@ def _server_uid(runner: Runner) -> int:
     return os.geteuid() if runner.uid is None else runner.uid
 
 
-def _ensure_cluster(runner: Runner, pgdata: Path) -> None:
-    """Check a data directory we did not just create; initdb one that holds no cluster."""
+def _ensure_cluster(runner: Runner, pgdata: Path) -> bool:
+    """Check a data directory we did not just create; initdb one that holds no cluster.
+
+    True if the cluster was created now.
+    """
     if os.name != "nt" and os.path.lexists(pgdata):
         _claim_data_dir(runner, pgdata)
     if (pgdata / "PG_VERSION").exists():
-        return
+        return False
     if pgdata.exists():
         if any(pgdata.iterdir()):
             raise RuntimeError(
@@ -246,6 +256,7 @@ def _ensure_cluster(runner: Runner, pgdata: Path) -> None:
         cluster.initdb(runner, pgdata)
     except RuntimeError as err:
         raise RuntimeError(f"could not create a PostgreSQL cluster in {pgdata}: {err}") from err
+    return True
 
 
 def _claim_data_dir(runner: Runner, pgdata: Path) -> None:
@@ -300,6 +311,10 @@ def _detach(pgdata: Path, handle: _Handle) -> None:
     except RuntimeError:
         if registry.live_postmaster(pgdata) is not None:
             raise
+    sync = _syncs.pop(pgdata, None)
+    if sync is not None:  # a new cluster: on disk before we say it is stopped
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sync.wait(_SYNC_TIMEOUT)
     if pm.socket_dir is not None and pm.socket_dir != pgdata:
         with contextlib.suppress(OSError):  # not empty: not only ours, leave it
             pm.socket_dir.rmdir()  # the next start makes it again, under the same name
@@ -338,6 +353,7 @@ def _forget_all_in_child() -> None:
     _lock = threading.RLock()
     _prepare_guard = threading.Lock()
     _handles.clear()
+    _syncs.clear()  # the parent's children
     _prepare_thread = None
 
 

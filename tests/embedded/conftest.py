@@ -25,8 +25,14 @@ def os_users() -> Iterator[Callable[..., OsUser]]:
     try:
         yield make
     finally:
+        errors = []
         for user in made:
-            remove_user(user)
+            try:
+                remove_user(user)
+            except Exception as err:  # remove the others all the same
+                errors.append(err)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture(scope="session")

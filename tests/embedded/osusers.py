@@ -103,7 +103,10 @@ def remove_user(user: OsUser) -> None:
         if leftover.exists():
             shutil.rmtree(leftover, ignore_errors=True)
     userdel = shutil.which("userdel") or "/usr/sbin/userdel"
-    subprocess.run([userdel, user.name], check=True, capture_output=True)
+    done = subprocess.run([userdel, user.name], capture_output=True, text=True)
+    if done.returncode != 0:  # 8: a process of the user still runs; say which
+        left = subprocess.run(["ps", "-u", str(user.uid), "-o", "pid=,args="], capture_output=True)
+        raise RuntimeError(f"userdel {user.name}: {done.stderr.strip()}; left: {left.stdout!r}")
     with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
         subprocess.run(["groupdel", user.name], check=True, capture_output=True)
 
