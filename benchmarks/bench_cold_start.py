@@ -8,7 +8,12 @@ Variants, interleaved round by round:
 
 - *cold*: ``%load_ext``, then ``%sql SELECT 1`` on a machine where the server never ran;
 - *cold+prepare*: the same, with ``embedded.prepare()`` right after ``%load_ext``
-  (what ``%load_ext`` would call), so initdb and the start overlap the imports;
+  (what ``%load_ext`` would call), so initdb runs in the background;
+- *cold+prepare+imports*: the same, and the first cell imports psycopg and
+  pandas before it waits for the server, so the imports overlap initdb;
+- *cold+prepare+pause*: the first ``%sql`` comes after the background start
+  ended, as when the user types the query meanwhile (only its second
+  column counts: the first includes the pause);
 - *warm*: a later kernel: the data directory exists, the server is stopped;
 - *attach*: another kernel's server is running;
 - *start()*: ``embedded.start()`` alone on a fresh machine, no IPython.
@@ -39,9 +44,14 @@ from IPython.core.interactiveshell import InteractiveShell
 shell = InteractiveShell.instance()
 started = time.perf_counter()
 shell.run_line_magic("load_ext", "lunepool_magic")
-if sys.argv[1] == "prepare":
+if sys.argv[1].startswith("prepare"):
     from lunepool_magic import embedded
     embedded.prepare()
+if sys.argv[1] == "prepare+imports":
+    import pandas, psycopg  # what the first cell imports anyway, while initdb runs
+if sys.argv[1] == "prepare+pause":  # the user types the first query meanwhile
+    from lunepool_magic.embedded import server
+    server._prepare_thread.join()
 loaded = time.perf_counter()
 frame = shell.run_line_magic("sql", "SELECT 1 AS one")
 done = time.perf_counter()
@@ -136,6 +146,8 @@ def main() -> None:
             first.remove()
         for variant, code, arg in (
             ("cold+prepare", _FIRST_CELL, "prepare"),
+            ("cold+prepare+imports", _FIRST_CELL, "prepare+imports"),
+            ("cold+prepare+pause", _FIRST_CELL, "prepare+pause"),
             ("start() alone, cold", _START_ONLY, ""),
         ):
             machine = Machine()

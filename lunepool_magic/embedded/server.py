@@ -47,7 +47,7 @@ class _Handle:
     runner: Runner
 
 
-_SYNC_TIMEOUT = 60.0
+_BACKGROUND_TIMEOUT = 60.0  # for initdb --sync-only and prepare() to finish
 
 # Guards the state below. Order: _lock, then a data directory's file lock.
 _lock = threading.RLock()
@@ -100,6 +100,7 @@ def prepare(data_dir: str | os.PathLike[str] | None = None) -> None:
             target=_start_quietly, args=(data_dir,), name="lunepool_magic-embedded", daemon=True
         )
         _prepare_thread = thread
+        _register_atexit()
         thread.start()
 
 
@@ -314,7 +315,7 @@ def _detach(pgdata: Path, handle: _Handle) -> None:
     sync = _syncs.pop(pgdata, None)
     if sync is not None:  # a new cluster: on disk before we say it is stopped
         with contextlib.suppress(subprocess.TimeoutExpired):
-            sync.wait(_SYNC_TIMEOUT)
+            sync.wait(_BACKGROUND_TIMEOUT)
     if pm.socket_dir is not None and pm.socket_dir != pgdata:
         with contextlib.suppress(OSError):  # not empty: not only ours, leave it
             pm.socket_dir.rmdir()  # the next start makes it again, under the same name
@@ -341,6 +342,9 @@ def _register_atexit() -> None:
 
 
 def _stop_all_at_exit() -> None:
+    thread = _prepare_thread
+    if thread is not None:  # a server it is starting must not outlive us unregistered
+        thread.join(_BACKGROUND_TIMEOUT)
     for pgdata in list(_handles):
         with contextlib.suppress(Exception):
             stop(pgdata)

