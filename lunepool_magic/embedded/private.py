@@ -10,6 +10,7 @@ or others) with the file system calls that do not follow symlinks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -112,9 +113,13 @@ def file_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise PermissionError(
+                f"{path}, the embedded server's lock file, is a symbolic link: refusing to "
+                "follow it; remove it, or pass another data_dir"
+            ) from err
         raise PermissionError(
-            f"cannot use {path} as the embedded server's lock file ({err.strerror}); "
-            "remove it if it is a symbolic link"
+            f"cannot open {path}, the embedded server's lock file: {err.strerror}"
         ) from err
     try:
         _check_lock_file(path, fd)
