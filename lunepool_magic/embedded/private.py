@@ -152,7 +152,7 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
 
 
 def _try_lock(fd: int) -> bool:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         try:

@@ -94,10 +94,10 @@ def pid_alive(pid: int) -> bool:
     """True if a process with this PID exists and is not a zombie."""
     if not isinstance(pid, int) or pid <= 0:
         return False
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+    if sys.platform == "win32":  # os.kill(pid, 0) would send CTRL_C_EVENT there
         import psutil  # a dependency of the embedded package
 
-        return psutil.pid_exists(pid)
+        return bool(psutil.pid_exists(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
