@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,6 +23,8 @@ from osusers import OsUser, python_for, stop_postmaster
 from support.servers import make_data_dir_root
 
 from lunepool_magic import embedded
+from lunepool_magic.embedded import cluster, registry
+from lunepool_magic.embedded.cluster import Runner
 
 LONG = "x" * 100  # with it, no path below leaves room for a socket name in sun_path
 
@@ -242,3 +244,44 @@ def test_start_never_uses_the_packages_shared_runtime_dir(
 
 def _repo() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def exposed_server(private_server) -> Iterator[tuple[Path, Runner]]:
+    """``private_server``'s cluster, started as older versions did: socket in a 0755 dir."""
+    from lunepool_magic.embedded import _package, server
+
+    private_server.stop()
+    runner = server._runner(_package.locate())
+    loose = make_data_dir_root("lpm-loose-")  # 0755
+    if runner.owner is not None:
+        os.chown(loose, *runner.owner)
+    cluster.start(runner, private_server.data_dir, loose)
+    try:
+        yield private_server.data_dir, runner
+    finally:
+        if embedded.status(private_server.data_dir).running:
+            cluster.stop(runner, private_server.data_dir)
+        subprocess.run(["rm", "-rf", str(loose)], check=True)
+
+
+def test_a_running_server_with_an_exposed_socket_is_restarted_privately(exposed_server) -> None:
+    pgdata, _runner = exposed_server
+    old_pid = embedded.status(pgdata).server_pid
+    url = embedded.start(pgdata)
+    assert embedded.status(pgdata).server_pid != old_pid
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SHOW unix_socket_directories").fetchone() == (str(pgdata),)
+    embedded.stop(pgdata)
+
+
+def test_an_exposed_server_still_in_use_is_refused_with_the_reason(exposed_server) -> None:
+    pgdata, _runner = exposed_server
+    other = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE, text=True)
+    try:
+        registry.register_pid(pgdata, other.pid)  # another kernel still attached
+        with pytest.raises(PermissionError, match=r"other users can reach .*still use it"):
+            embedded.start(pgdata)
+        assert embedded.status(pgdata).running  # left alone for its user
+    finally:
+        other.communicate("\n", timeout=10)
