@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lunepool_magic.embedded import private
 from lunepool_magic.embedded.registry import DB_USER, DEFAULT_PORT
@@ -49,22 +49,30 @@ class Runner:
         """Run ``program`` to completion; raise a one-line RuntimeError with its output."""
         with tempfile.TemporaryFile("w+") as output:
             # Output to a file, not a pipe: the postmaster that pg_ctl starts would inherit it.
-            done = subprocess.run(
-                [str(self.bin / program), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=_server_env(),
-                cwd="/",  # the service user may not be able to enter ours
-                timeout=timeout,
-                text=True,
-                check=False,
-                **self.as_user(),
-            )
+            try:
+                done = self._run(program, args, output, timeout)
+            except subprocess.TimeoutExpired as err:
+                raise RuntimeError(f"{program} did not finish within {timeout:.0f} s") from err
             if done.returncode != 0:
                 output.seek(0)
                 text = " ".join(output.read().split())
                 raise RuntimeError(f"{program} failed: {text[-_OUTPUT_TAIL:] or 'no output'}")
+
+    def _run(
+        self, program: str, args: list[str], output: IO[str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin / program), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=_server_env(),
+            cwd="/",  # the service user may not be able to enter ours
+            timeout=timeout,
+            text=True,
+            check=False,
+            **self.as_user(),
+        )
 
 
 def _server_env() -> dict[str, str]:

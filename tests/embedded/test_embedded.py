@@ -373,3 +373,18 @@ def test_root_refuses_a_base_folder_made_by_someone_else(tmp_path: Path) -> None
     link.symlink_to(tmp_path)
     with pytest.raises(PermissionError, match="root-owned"):
         root.ensure_root_base(link)
+
+
+def test_a_server_that_cannot_start_gives_one_line_with_the_log(private_server) -> None:
+    private_server.stop()
+    with (private_server.data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("shared_buffers = 'plenty'\n")  # the server refuses to start
+    with pytest.raises(RuntimeError) as caught:
+        embedded.start(private_server.data_dir)
+    message = str(caught.value)
+    where = private_server.data_dir
+    assert message.startswith(f"could not start the embedded PostgreSQL server in {where}: ")
+    assert message.endswith(f"(server log: {private_server.data_dir / 'log'})")
+    assert "\n" not in message
+    after = embedded.status(private_server.data_dir)
+    assert not after.running and not after.attached
