@@ -29,7 +29,6 @@ class Postmaster:
     port: int
     socket_dir: Path | None
     host: str | None
-    status: str
 
 
 def read_postmaster(pgdata: Path) -> Postmaster | None:
@@ -47,7 +46,6 @@ def read_postmaster(pgdata: Path) -> Postmaster | None:
         port=int(port) if port.isdigit() else DEFAULT_PORT,
         socket_dir=Path(lines[4].strip()) if lines[4].strip() else None,
         host=lines[5].strip() or None,
-        status=lines[7].strip() if len(lines) > 7 else "",
     )
 
 
