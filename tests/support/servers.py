@@ -2,9 +2,10 @@
 
 Every server here is ``lunepool_magic.embedded`` with its own temporary data
 directory, so a test that stops, restarts or breaks it disturbs nobody else.
-Data directories live in short ``/tmp/lpm-*`` paths: the Unix socket sits in
-the data directory and its path must fit in ``sun_path`` (about 100 bytes),
-and as root the directory must be outside any home (see embedded.py).
+Data directories live in short ``/tmp/lpm-*`` paths, so that the Unix socket
+sits in the data directory (a longer path moves it to a short private
+folder), and outside any home, which the server's OS user cannot enter when
+the tests run as root.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def make_data_dir_root(prefix: str = "lpm-") -> Path:
     """A fresh short temp folder to hold one data directory.
 
     0755, not mkdtemp's 0700: as root the server runs as another OS user that
-    must traverse it (the embedded package would widen it to 0755 anyway).
+    must traverse it.
     """
     root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
@@ -48,7 +49,7 @@ class EmbeddedServer:
     ``url`` stays the same across ``stop()``/``start()``/``restart()`` (the
     socket lives in the data directory). ``close()`` stops it and deletes the
     data. ``template``: a stopped data directory to copy instead of running
-    initdb (about 0.4 s instead of 1.2 s).
+    initdb (faster, and the same cluster every time).
     """
 
     def __init__(self, *, template: Path | None = None) -> None:
