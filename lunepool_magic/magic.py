@@ -31,7 +31,7 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Float, Int, observe
+from traitlets import Bool, Float, Int, TraitError, observe, validate
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
@@ -126,6 +126,20 @@ class LunepoolMagic(Magics):
         # pools, so the server sees clean goodbyes and any pinned transaction
         # is rolled back.
         atexit.register(self.close_all)
+
+    # Bad settings are refused when they are set, with what is allowed, rather
+    # than accepted and failing every later cell.
+    @validate("max_connections")
+    def _check_max_connections(self, proposal: dict[str, Any]) -> int:
+        return _at_least(proposal, 1, "1 or more: a pool needs a connection")
+
+    @validate("acquire_timeout", "progress_after")
+    def _check_seconds(self, proposal: dict[str, Any]) -> float | None:
+        return _at_least(proposal, 0, "0 or more seconds, or None for no limit")
+
+    @validate("row_limit")
+    def _check_row_limit(self, proposal: dict[str, Any]) -> int | None:
+        return _at_least(proposal, 0, "0 or more rows, or None for all rows")
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -695,8 +709,8 @@ class LunepoolMagic(Magics):
 
     def _current_session(self) -> Session:
         """The current connection; with none, connect to DATABASE_URL or the embedded server."""
-        session, out = self._connections.current()
-        _print_lines(out)
+        session, out, err = self._connections.current()
+        _print_lines(out, err)
         return session
 
     def connections(self) -> Any:
@@ -725,6 +739,17 @@ LunepoolMagic.sql.__doc__ = (
     + "\n"
 )
 SQL_HELP = inspect.cleandoc(LunepoolMagic.sql.__doc__)
+
+
+def _at_least(proposal: dict[str, Any], floor: int, allowed: str) -> Any:
+    """The proposed value of a setting, if it is None or at least ``floor``."""
+    value = proposal["value"]
+    if value is not None and value < floor:
+        name = proposal["trait"].name
+        raise TraitError(
+            f"LunepoolMagic.{name} = {value!r} is not allowed: {allowed} (the setting is unchanged)"
+        )
+    return value
 
 
 def _print_lines(out: list[str], err: list[str] | None = None) -> None:

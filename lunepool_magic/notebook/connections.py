@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -120,6 +121,24 @@ def parse_conninfo(target: str) -> dict[str, Any]:
     )
 
 
+def _quietly(start: Callable[[], str]) -> tuple[str, list[str]]:
+    """``start()``, with the warnings it shows as clean one-line notes, not tracebacks.
+
+    The filters stay in force: a warning the user's code ignores (for example
+    ``warnings.simplefilter("ignore", embedded.RootModeWarning)``) is not
+    shown; only the way a shown one is printed changes (no file, line, source).
+    """
+    notes: list[str] = []
+
+    def note(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        notes.append(f"{category.__name__}: {message}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = note
+        url = start()
+    return url, notes
+
+
 def _session_module() -> Any:
     # Imported by the first cell that connects: psycopg stays out of %load_ext.
     from lunepool_magic.notebook import session
@@ -213,27 +232,28 @@ class Connections:
             )
         return session
 
-    def current(self) -> tuple[Session, list[str]]:
+    def current(self) -> tuple[Session, list[str], list[str]]:
         """The current session; with none, connect to DATABASE_URL or the embedded server.
 
-        Returns the session and the lines to print (the "Connected to" line of
-        an autoconnect).
+        Returns the session and the lines to print (stdout: the "Connected to"
+        line of an autoconnect; stderr: the embedded server's notes).
         """
         if self.current_alias is not None:
-            return self.sessions[self.current_alias], []
+            return self.sessions[self.current_alias], [], []
         if not self.settings.autoconnect:
             raise messages.CellUsageError(
                 "not connected: %sql postgresql://user@host/db connects "
                 "(LunepoolMagic.autoconnect is off)"
             )
         url = os.environ.get("DATABASE_URL")
+        notes: list[str] = []
         if url:
             source, origin = "DATABASE_URL", "from DATABASE_URL"
         else:
             from lunepool_magic import embedded
 
             try:
-                url = embedded.start()
+                url, notes = _quietly(embedded.start)
             except Exception as exc:
                 raise messages.SqlCellError(
                     [
@@ -245,7 +265,8 @@ class Connections:
         session = self._open(DEFAULT_ALIAS, url, source, None)
         self.sessions[DEFAULT_ALIAS] = session
         self.current_alias = DEFAULT_ALIAS
-        return session, [f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}."]
+        connected = f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}."
+        return session, [connected], notes
 
     def use(self, session: Session) -> str:
         """Make ``session`` current; the line that says so."""

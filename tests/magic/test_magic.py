@@ -527,3 +527,34 @@ def test_error_from_run_line_magic_is_raised_to_the_caller(ip: Shell) -> None:
     ip.ok("%sql SELECT 1")
     with pytest.raises(SqlCellError, match="division by zero"):
         ip.shell.run_line_magic("sql", "SELECT 1/0")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "allowed"),
+    [
+        ("max_connections", "0", "0 is not allowed: 1 or more: a pool needs a connection"),
+        ("max_connections", "-3", "-3 is not allowed: 1 or more"),
+        ("acquire_timeout", "-1", "-1.0 is not allowed: 0 or more seconds, or None"),
+        ("progress_after", "-0.5", "-0.5 is not allowed: 0 or more seconds"),
+        ("row_limit", "-5", "-5 is not allowed: 0 or more rows, or None for all rows"),
+    ],
+)
+def test_config_refuses_bad_settings_when_they_are_set(
+    ip: Shell, setting: str, value: str, allowed: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 14: they used to be accepted, then every cell failed with a raw ValueError.
+    magics = ip.shell.magics_manager.registry["LunepoolMagic"]
+    before = getattr(magics, setting)
+    run = ip.run(f"%config LunepoolMagic.{setting} = {value}")
+    shown = run.out + run.err + caplog.text
+    assert f"LunepoolMagic.{setting} = {allowed}" in shown
+    assert "(the setting is unchanged)" in shown
+    assert getattr(magics, setting) == before
+    ip.ok("%sql SELECT 1")  # and cells still work
+
+
+def test_config_accepts_none_where_it_means_no_limit(ip: Shell) -> None:
+    ip.ok("%config LunepoolMagic.row_limit = None")
+    ip.ok("%config LunepoolMagic.acquire_timeout = None")
+    magics = ip.shell.magics_manager.registry["LunepoolMagic"]
+    assert magics.row_limit is None and magics.acquire_timeout is None

@@ -76,10 +76,10 @@ def test_autoconnect_uses_database_url(
     registry: Connections, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", pg_url)
-    session, out = registry.current()
-    assert session.source == "DATABASE_URL"
+    session, out, err = registry.current()
+    assert session.source == "DATABASE_URL" and err == []
     assert out == [f"Connected to {session.target} (from DATABASE_URL) as 'default'."]
-    assert registry.current()[1] == []  # the second time it is simply current
+    assert registry.current()[1:] == ([], [])  # the second time it is simply current
 
 
 def test_without_autoconnect_a_cell_needs_a_connection(pg_url: str) -> None:
@@ -133,3 +133,24 @@ def test_a_sqlalchemy_driver_url_connects_and_says_the_driver_is_ignored(
     assert "Sekr3t-pw" not in " ".join(out + err) + session.target
     with session.pool.connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_embedded_servers_warning_is_one_clean_line_and_still_filterable() -> None:
+    import warnings
+
+    from lunepool_magic.embedded import RootModeWarning
+    from lunepool_magic.notebook.connections import _quietly
+
+    def start() -> str:
+        warnings.warn("lunepool_magic: running as root, ...", RootModeWarning, stacklevel=2)
+        return "postgresql://x"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RootModeWarning)  # the suite ignores it elsewhere
+        url, notes = _quietly(start)
+    assert url == "postgresql://x"
+    assert notes == ["RootModeWarning: lunepool_magic: running as root, ..."]  # no path, no source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RootModeWarning)
+        assert _quietly(start)[1] == []  # the user's filter still decides
+    assert warnings.showwarning is not None and warnings.showwarning.__name__ != "note"
