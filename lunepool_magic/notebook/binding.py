@@ -91,7 +91,9 @@ def _adapt(value: Any) -> Any:
     module = type(value).__module__
     if module.startswith(("numpy", "pandas")):
         if hasattr(value, "ndim") and getattr(value, "ndim", 0) >= 1 and hasattr(value, "tolist"):
-            return [None if _is_na(v) else v for v in value.tolist()]
+            # In a text column (pandas 3's "str"), NaN is the missing value, not a float.
+            text = type(getattr(value, "dtype", None)).__name__ == "StringDtype"
+            return [None if _is_na(v) or (text and v != v) else v for v in value.tolist()]
         if _is_na(value):
             return None
     return value
@@ -105,6 +107,11 @@ class DictDumper(JsonbDumper):
             return super().dump(obj)
         except (TypeError, ValueError) as exc:  # bytes, sets, circular references, ...
             raise psycopg.DataError(f"a dict parameter cannot be sent as jsonb: {exc}") from None
+        except RecursionError:
+            raise psycopg.DataError(
+                "a dict parameter is nested too deeply for Python's json module to encode; "
+                "send it as text (json.dumps it yourself) and cast it: :param::jsonb"
+            ) from None
 
 
 def _holds(value: Any, target: str, depth: int = 0) -> bool:

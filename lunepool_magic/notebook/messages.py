@@ -77,6 +77,19 @@ class SqlCellError(Exception):
         return self.lines
 
 
+def interrupted(what: str, place: str, lost: bool) -> str:
+    """The line of an interrupted statement: cancelled, or cut off if the cancel failed."""
+    if not lost:
+        return f"Interrupted: {what} cancelled on the server{place}."
+    # The cancel request got no answer (a frozen server, a dead network path), so
+    # the connection was closed: the server may still be running the statement.
+    return (
+        f"Interrupted{place}: the server did not answer the cancel request, so the "
+        f"connection was closed; the {what} may still be running there until the server "
+        "notices (SELECT pg_cancel_backend(pid) from another session stops it)."
+    )
+
+
 def masked_traceback(exc: BaseException, mask: Callable[[str], str]) -> list[str]:
     """``exc``'s traceback as Python prints it, from where it was raised, ``mask``-ed.
 

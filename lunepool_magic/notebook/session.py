@@ -228,7 +228,7 @@ class Session:
             exc_class: type[display.SqlCellError] = type(error)
             cause = error.__cause__ or error
         elif isinstance(error, KeyboardInterrupt):
-            lines = [f"Interrupted: {what} cancelled on the server."]
+            lines = [display.interrupted(what, "", lost)]
             exc_class = display.QueryCancelled
         elif isinstance(error, psycopg.Error):
             if statement is not None:
@@ -385,7 +385,7 @@ class Session:
         if isinstance(error, KeyboardInterrupt):
             item = bound[index]
             place = display.statement_place(index, len(bound), item.statement.line + line_offset)
-            lines = [f"Interrupted: query cancelled on the server{place}."]
+            lines = [display.interrupted("query", place, lost)]
             exc_class: type[display.SqlCellError] = display.QueryCancelled
         elif isinstance(error, psycopg.Error):
             lines = error_lines(error, bound, index, line_offset)

@@ -173,7 +173,9 @@ def column_type(oid: int, adapters: AdaptersMap | None = None) -> ColumnType:
 # AdaptersMap: the connection and the cursor keep psycopg's behaviour for code
 # that uses them directly.
 
-_LOAD_ERRORS = (psycopg.DataError, NotImplementedError, ValueError, OverflowError)
+# RecursionError: JSON nested deeper than Python's json module can parse (the
+# server accepts thousands of levels).
+_LOAD_ERRORS = (psycopg.DataError, NotImplementedError, ValueError, OverflowError, RecursionError)
 
 
 class _TextFallbackLoader(Loader):
@@ -190,8 +192,8 @@ class _TextFallbackLoader(Loader):
         try:
             return self._inner_load(data)
         except _LOAD_ERRORS:
-            # Date/time output is ASCII in every DateStyle.
-            return bytes(data).decode("ascii", "replace")
+            # The connection's encoding is UTF-8 wherever these loaders run.
+            return bytes(data).decode("utf-8", "replace")
 
 
 # IntervalStyle=postgres output: '1 year 2 mons -3 days +04:05:06.5', '-00:00:01'.
@@ -246,6 +248,8 @@ _INTERVAL_OIDS = frozenset((INTERVAL_OID, psycopg.postgres.types["interval"].arr
 TEMPORAL_OIDS = tuple(
     type_oid(name) for name in ("date", "time", "timetz", "timestamp", "timestamptz", "interval")
 )
+# The types whose values psycopg may refuse to load: these get the fallback loaders.
+_FALLBACK_OIDS = (*TEMPORAL_OIDS, type_oid("json"), type_oid("jsonb"))
 
 
 def _psycopg_would_change_an_interval(description: list[Column], result: PGresult) -> bool:
@@ -267,10 +271,10 @@ def _psycopg_would_change_an_interval(description: list[Column], result: PGresul
 
 
 def fallback_adapters(adapters: AdaptersMap) -> AdaptersMap:
-    """A copy of ``adapters`` whose date/time loaders return the server's text
-    for values Python cannot hold (and calendar intervals as relativedelta)."""
+    """A copy of ``adapters`` whose date/time and JSON loaders return the server's
+    text for values Python cannot hold (and calendar intervals as relativedelta)."""
     fallback = AdaptersMap(adapters)
-    for oid in TEMPORAL_OIDS:
+    for oid in _FALLBACK_OIDS:
         current = fallback.get_loader(oid, Format.TEXT)
         if current is not None:
             fallback.register_loader(oid, _fallback_loader(current, oid == INTERVAL_OID))
@@ -299,7 +303,7 @@ def load_rows(cursor: psycopg.Cursor[Any], description: list[Column]) -> list[tu
     if not _psycopg_would_change_an_interval(description, result):
         try:
             return cursor.fetchall()
-        except (psycopg.DataError, NotImplementedError):
+        except (psycopg.DataError, NotImplementedError, RecursionError):
             pass  # a date/time Python cannot hold, or a Date/IntervalStyle psycopg cannot parse
     transformer = Transformer(LoaderContext(fallback_adapters(cursor.adapters), cursor.connection))
     transformer.set_pgresult(result)

@@ -56,6 +56,13 @@ logger = logging.getLogger("lunepool_magic.postgres")
 # connection is closed right after, whatever happens.
 _CANCEL_TIMEOUT = 2.0
 
+_KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "60",
+    "keepalives_interval": "10",
+    "keepalives_count": "6",
+}
+
 # What libpq cannot go below (psycopg enforces the same minimum).
 _MIN_CONNECT_TIMEOUT = 2
 
@@ -92,6 +99,12 @@ class PostgresPool:
         # shows no part of the string (it may hold the password).
         params = parse_conninfo(conninfo, **connect_params)
         params.setdefault("application_name", application_name)
+        # TCP keepalives: a dead path (a cut network, a frozen host) is noticed
+        # in about two minutes instead of the system's default two hours, so a
+        # statement waiting on it fails instead of hanging. libpq ignores them
+        # for Unix sockets; a value given by the caller wins.
+        for key, value in _KEEPALIVES.items():
+            params.setdefault(key, value)
         if connect_timeout is None:
             # No borrow should hang much past its acquire timeout on a server
             # that accepts connections and then says nothing.

@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -686,3 +687,23 @@ def test_bad_input_in_a_real_kernel_shows_clear_errors(fuzz_kernel: Any) -> None
         if not clear:
             failures.append(f"{code[:60]!r}: {error.get('ename')}: {text[:200]!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_dict_nested_too_deeply_for_json_is_a_clear_error(ip: Shell) -> None:
+    # Issue 14: a raw RecursionError before; the session survives.
+    ip.shell.user_ns["deep"] = nested = {}
+    for _ in range(5000):
+        nested["a"] = nested = {}
+    run = ip.fail("%sql SELECT :deep AS d")
+    assert "nested too deeply for Python's json module" in run.out + run.err
+    assert "Traceback" not in run.text
+    assert ip.scalar("%sql SELECT 1") == 1
+
+
+def test_a_pandas_text_series_with_missing_values_binds_them_as_null(ip: Shell) -> None:
+    # Issue 14: pandas 3's "str" Series holds NaN for missing values, which
+    # psycopg refused ("cannot dump lists of mixed types").
+    dtype = pd.StringDtype("python", na_value=np.nan)  # what pandas 3 calls "str"
+    ip.shell.user_ns["names"] = pd.Series(["a", None, "b"], dtype=dtype)
+    frame = ip.value("%sql SELECT unnest(:names::text[]) AS n")
+    assert frame["n"].tolist() == ["a", pd.NA, "b"]

@@ -810,3 +810,26 @@ def test_describe_target_hides_the_home_directory_of_a_socket_path(monkeypatch) 
     assert describe_target(params) == "postgresql://alice@[~/.local/share/lunepool_magic/pg18]/db"
     params = {"host": "/tmp/sock", "port": "5433", "dbname": "db", "password": "s3cret"}
     assert describe_target(params) == "postgresql://[/tmp/sock]:5433/db"
+
+
+def test_connections_get_tcp_keepalives_unless_the_caller_sets_them(tcp_proxy) -> None:
+    # Issue 14: a frozen server or a cut network should fail a statement, not hang it.
+    def options(pool) -> dict[str, str]:
+        with pool.connection() as conn:
+            return {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
+
+    pool = create_pool(tcp_proxy.url, max_connections=1)
+    try:
+        got = options(pool)
+        assert (got["keepalives"], got["keepalives_idle"], got["keepalives_count"]) == (
+            "1",
+            "60",
+            "6",
+        )
+    finally:
+        destroy_pool(pool)
+    pool = create_pool(tcp_proxy.url, max_connections=1, keepalives_idle="5")
+    try:
+        assert options(pool)["keepalives_idle"] == "5"
+    finally:
+        destroy_pool(pool)

@@ -688,3 +688,17 @@ def test_sql_with_a_nul_is_refused_before_anything_is_sent(conn: psycopg.Connect
     with pytest.raises(psycopg.ProgrammingError, match=r"NUL character .* at offset 21"):
         fn(conn, "DELETE FROM nul_guard\x00 WHERE id = 2")
     assert conn.execute("SELECT count(*) FROM nul_guard").fetchone() == (3,)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["row path", "fast path"])
+def test_jsonb_nested_deeper_than_python_can_parse_comes_back_as_its_text(
+    conn: psycopg.Connection, fast: bool
+) -> None:
+    # Issue 14: the server accepts it, Python's json raised a raw RecursionError.
+    deep = "[" * 5000 + "]" * 5000
+    statement = "SELECT v::jsonb AS j FROM (VALUES (%s), ('{\"a\": 1}'), (NULL)) AS t(v)"
+    frame = run(conn, statement, [deep], fast=fast).frame
+    assert frame is not None
+    assert frame["j"].iloc[0] == deep  # the server's text, whole
+    assert frame["j"].iloc[1] == {"a": 1}
+    assert frame["j"].iloc[2] is pd.NA
