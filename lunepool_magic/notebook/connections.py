@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lunepool_magic.notebook import messages
+from lunepool_magic.notebook.idle import IdlePolicy, IdleReleaser
 
 if TYPE_CHECKING:
     from lunepool_magic.notebook.jobs import JobTable
@@ -48,6 +49,8 @@ LIST_COLUMNS = [
     "waits",
     "timeouts",
     "broken",
+    "pooler",
+    "kept",
 ]
 
 PASSWORD_IN_CELL_NOTE = (
@@ -62,6 +65,8 @@ class Settings(Protocol):
     max_connections: int
     acquire_timeout: float | None
     autoconnect: bool
+    # Optional (read with getattr): pgbouncer (bool, pooler mode for new
+    # connections) and idle_release (minutes, None: never; absent: never).
 
 
 # SQLAlchemy's URL spelling, postgresql+psycopg2://...: the driver part names a
@@ -109,22 +114,31 @@ def _session_module() -> Any:
 class Connections:
     """The named sessions of one kernel, and the current alias."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
         self.current_alias: str | None = None
+        policy = IdlePolicy(lambda: getattr(settings, "idle_release", None))
+        if clock is not None:
+            policy.clock = clock
+        self.releaser = IdleReleaser(lambda: list(self.sessions.values()), policy)
+        policy.on_cell_end = self.releaser.cell_ended
 
     def connect(
         self,
         target: str,
         alias: str | None,
         ask_password: Callable[[str], str] | None = None,
+        pgbouncer: bool | None = None,
     ) -> tuple[Session, list[str], list[str]]:
         """Connect ``target`` as ``alias`` (default 'default') and make it current.
 
         Returns the session and the lines to print (stdout, stderr).
         ``ask_password(where)`` is called to prompt for a password.
+        ``pgbouncer`` turns pooler mode on (default: the ``pgbouncer`` setting).
         """
+        if pgbouncer is None:
+            pgbouncer = bool(getattr(self.settings, "pgbouncer", False))
         alias = alias or DEFAULT_ALIAS
         target, driver_note = without_driver(target)
         params = parse_conninfo(target)
@@ -137,10 +151,16 @@ class Connections:
 
             password = ask_password(describe_target(params))
         existing = self.sessions.get(alias)
-        if existing is not None and existing.conninfo == target and password is None:
+        if (
+            existing is not None
+            and existing.conninfo == target
+            and existing.pgbouncer == pgbouncer
+            and password is None
+        ):
             self.current_alias = alias  # re-running a connect cell keeps the session and its state
             return existing, [], warnings
-        session = self._open(alias, target, "url", password)
+        session = self._open(alias, target, "url", password, pgbouncer)
+        warnings += session.connect_notes
         note = ""
         if existing is not None:
             note = f"; replaced the previous {alias!r}"
@@ -150,9 +170,18 @@ class Connections:
         self.current_alias = alias
         return session, [f"Connected to {session.target} as {alias!r}{note}."], warnings
 
-    def _open(self, alias: str, conninfo: str, source: str, password: str | None) -> Session:
+    def _open(
+        self,
+        alias: str,
+        conninfo: str,
+        source: str,
+        password: str | None,
+        pgbouncer: bool | None = None,
+    ) -> Session:
         """A new session with one connection opened, so a bad target fails right here."""
         settings = self.settings
+        if pgbouncer is None:
+            pgbouncer = bool(getattr(settings, "pgbouncer", False))
         session = _session_module().Session(
             alias,
             conninfo,
@@ -160,12 +189,17 @@ class Connections:
             acquire_timeout=settings.acquire_timeout,
             source=source,
             password=password,
+            pgbouncer=pgbouncer,
+            idle=self.releaser.policy,
         )
         try:
             session.connect(settings.acquire_timeout)
         except BaseException:
             session.close()
             raise
+        if self.releaser.policy.release_after() is not None:
+            self.releaser.start()
+            self.releaser.cell_ended()  # a new session to watch
         return session
 
     def named(self, alias: str) -> Session:
@@ -211,7 +245,16 @@ class Connections:
         session = self._open(DEFAULT_ALIAS, url, source, None)
         self.sessions[DEFAULT_ALIAS] = session
         self.current_alias = DEFAULT_ALIAS
-        return session, [f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}."]
+        return session, [
+            f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}.",
+            *session.connect_notes,
+        ]
+
+    def idle_release_changed(self) -> None:
+        """The idle release setting changed: start the release thread, or make it look again."""
+        if self.sessions and self.releaser.policy.release_after() is not None:
+            self.releaser.start()
+        self.releaser.poke()
 
     def use(self, session: Session) -> str:
         """Make ``session`` current; the line that says so."""
@@ -243,6 +286,8 @@ class Connections:
                     s.waits,
                     s.timeouts,
                     s.broken,
+                    "pgbouncer" if session.pgbouncer else "",
+                    session.keeps(),
                 ]
             )
         return pd.DataFrame(rows, columns=LIST_COLUMNS).set_index("alias")
@@ -282,6 +327,7 @@ class Connections:
 
     def close_all(self) -> None:
         """Close every session (pinned transactions roll back); errors are ignored."""
+        self.releaser.stop()
         sessions = list(self.sessions.values())
         self.sessions, self.current_alias = {}, None
         for session in sessions:

@@ -84,6 +84,7 @@ class MagicLine:
     job: str | None = None
     limit: str | None = None
     help: bool = False
+    pgbouncer: bool = False
 
     @property
     def command(self) -> str | None:
@@ -149,6 +150,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
     Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
+    Option(
+        ("--pgbouncer",),
+        "pgbouncer",
+        "flag",
+        "with a URL: it is a transaction-mode pooler (no prepared statements)",
+    ),
     Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
     Option(
         ("--close", "-x"),
