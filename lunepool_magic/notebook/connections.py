@@ -49,6 +49,7 @@ LIST_COLUMNS = [
     "waits",
     "timeouts",
     "broken",
+    "released",
     "pooler",
     "kept",
 ]
@@ -285,7 +286,8 @@ class Connections:
                     s.requests,
                     s.waits,
                     s.timeouts,
-                    s.broken,
+                    s.broken - session.released_total,
+                    session.released_total,
                     "pgbouncer" if session.pgbouncer else "",
                     session.keeps(),
                 ]

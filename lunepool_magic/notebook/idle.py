@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lunepool_magic.pool import PoolClosed, PoolError
+from lunepool_magic.pool import PoolClosed
 
 if TYPE_CHECKING:
     import psycopg
@@ -165,11 +165,13 @@ def release_pool(pool: PostgresPool, *, check: bool, custom: Iterable[str] = ())
     """Close ``pool``'s idle connections that hold no session state; keep and explain the rest.
 
     ``check=False`` (pooler mode) closes them all; ``custom`` goes to
-    :func:`session_state`. Only connections idle in
-    the pool are taken (the count is read first; a borrow is made only
-    while one is idle), so this never opens a connection or waits for one.
-    A connection whose check fails for another reason than a lost
-    connection is kept: the state is unknown, and unknown is not "none".
+    :func:`session_state`. Only connections idle in the pool are taken (the
+    count is read first; a borrow is made only while one is idle), so this
+    never waits; it opens a connection only where the pool finds an idle one
+    dead and replaces it. A connection whose check fails for another reason
+    than a lost connection is kept: the state is unknown, and unknown is not
+    "none". One found lost is dropped but not counted as closed: its state
+    is gone, and the next cell must say so.
     """
     taken: list[tuple[Any, psycopg.Connection[Any]]] = []
     result = Released([], [])
@@ -179,14 +181,17 @@ def release_pool(pool: PostgresPool, *, check: bool, custom: Iterable[str] = ())
                 break  # another thread borrowed one meanwhile
             borrow = pool.connection(0)
             taken.append((borrow, borrow.__enter__()))
-    except PoolError:
-        pass  # closed, or the last idle one went to someone else: release what we hold
+    except Exception as exc:
+        # Closed, the last idle one went to someone else, or a dead one could
+        # not be replaced (server down): release what is held, try next time.
+        logger.debug("idle release stopped borrowing: %s", exc)
     try:
         for borrow, conn in taken:
             reason = _keep_reason(conn, custom) if check else None
-            if reason is None:
+            if reason is None or reason is _LOST:
                 borrow.discard()
-                result.closed.append(conn)
+                if reason is None:
+                    result.closed.append(conn)
             else:
                 result.kept.append(reason)
     finally:
@@ -197,14 +202,17 @@ def release_pool(pool: PostgresPool, *, check: bool, custom: Iterable[str] = ())
     return result
 
 
+_LOST = "the connection was lost"
+
+
 def _keep_reason(conn: psycopg.Connection[Any], custom: Iterable[str]) -> str | None:
-    """Why ``conn`` must stay open (its state, described), or None if it may close."""
+    """Why ``conn`` must stay open (its state, described), None if it may close, or _LOST."""
     import psycopg
 
     try:
         state = session_state(conn, custom)
     except psycopg.OperationalError:
-        return None  # the connection is gone already: nothing left to keep
+        return _LOST
     except psycopg.Error as exc:
         return f"session state unknown ({type(exc).__name__})"
     if not state:
@@ -250,6 +258,8 @@ def _release_session(session: Session) -> None:
             continue
         closed += released.closed
         kept += released.kept
+        if pool is session.pool:
+            session.released_total += len(released.closed)
     session.released(closed, kept)
     if closed or kept:
         logger.info(

@@ -221,6 +221,43 @@ def test_a_custom_setting_set_in_a_cell_keeps_the_connection(
     assert session.pool.stats().size == 0
 
 
+def test_a_connection_the_server_ended_is_not_passed_off_as_released(
+    make_session: Any, clock: FakeClock, pg_admin: psycopg.Connection
+) -> None:
+    """Its temp table is gone: the next cell must still say the session was lost."""
+    session = make_session()
+    cell(session, "CREATE TEMP TABLE gone_with_it (a int)")
+    pid = backend_pid(session)
+    pg_admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_gone(pg_admin, pid)
+    clock.now += AFTER + 1
+    release_due([session], clock(), AFTER)
+    stats = session.pool.stats()
+    # The dead one was replaced, and the replacement (no state) closed.
+    assert (stats.size, stats.in_use, stats.broken) == (0, 0, 2)
+    assert session.released_total == 1
+    assert messages.SESSION_LOST in cell(session, "SELECT 1").warnings
+
+
+def test_a_release_while_the_server_is_down_leaves_the_pool_whole(
+    private_server: Any, clock: FakeClock
+) -> None:
+    policy = IdlePolicy(lambda: AFTER / 60, clock)
+    session = Session("s", private_server.url, max_connections=2, acquire_timeout=5.0, idle=policy)
+    try:
+        session.connect(5.0)
+        cell(session, "SELECT 1")
+        private_server.stop()
+        clock.now += AFTER + 1
+        release_due([session], clock(), AFTER)  # the dead connection cannot be replaced
+        stats = session.pool.stats()
+        assert (stats.size, stats.idle, stats.in_use) == (0, 0, 0)
+        private_server.start()
+        assert cell(session, "SELECT 2 AS two").frame["two"].tolist() == [2]
+    finally:
+        session.close()
+
+
 def test_a_running_cell_is_never_touched(make_session: Any, clock: FakeClock) -> None:
     session = make_session()
     clock.now += AFTER + 1
@@ -322,6 +359,7 @@ def test_the_release_thread_gives_back_connections_and_lists_the_kept_ones(
         wait_gone(pg_admin, pid)
         frame = registry.listing(None)
         assert frame.loc["plain", "size"] == 0 and frame.loc["plain", "kept"] == ""
+        assert (frame.loc["plain", "released"], frame.loc["plain", "broken"]) == (1, 0)
         assert frame.loc["temp", "size"] == 1
         assert "temporary table keep_me" in frame.loc["temp", "kept"]
         # A cell ends: the thread wakes for it, releases it again.
