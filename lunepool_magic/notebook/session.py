@@ -303,7 +303,7 @@ class Session:
                 lines.append(f"({sqlstate})")
             hint = pooler.error_hint(error, self.pgbouncer)
             if hint is not None:
-                lines.append(hint)
+                lines.insert(len(lines) - 1, hint)  # before our "(SQLSTATE ...)" line
             exc_class = display.SqlCellError
         else:
             raise error
@@ -505,7 +505,7 @@ class Session:
             lines = error_lines(error, bound, index, line_offset)
             hint = pooler.error_hint(error, self.pgbouncer)
             if hint is not None:
-                lines.append(hint)
+                lines.insert(len(lines) - 1, hint)  # before our "(SQLSTATE ...)" line
             exc_class = display.SqlCellError
         elif isinstance(error, UnicodeEncodeError):
             # Raised by psycopg while encoding the statement or a parameter,
