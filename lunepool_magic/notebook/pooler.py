@@ -10,9 +10,11 @@ work on a direct connection, and a cell should say why in one line:
   server connection gets ``prepared statement "_pg3_0" does not exist``
   (26000). Pooler mode (``--pgbouncer``) turns automatic preparing off.
 * Session state (``SET``, temporary tables, ``PREPARE``, ``LISTEN``, session
-  advisory locks) stays on a server connection the next cell may not get.
-  A transaction opened with ``BEGIN`` is safe: the pooler keeps its server
-  connection for the client until it ends.
+  advisory locks) stays on a server connection the next statement may not
+  get: a cell's statements run in autocommit, each its own transaction, so
+  even the next statement of the same cell may run elsewhere. A transaction
+  opened with ``BEGIN`` is safe: the pooler keeps its server connection for
+  the client until it ends, across cells too.
 
 A pooler is recognised without asking it anything special: PgBouncer (like
 other poolers) hands the client a cancel key of its own, so the backend pid
@@ -38,9 +40,10 @@ SETTING_HINT = "connect with %sql URL --pgbouncer (or %config LunepoolMagic.pgbo
 
 #: Said once per connection made in pooler mode.
 POOLER_MODE_NOTE = (
-    "Note: pooler mode (--pgbouncer): each cell may run on another server connection, so SET, "
-    "temporary tables, PREPARE, LISTEN and session advisory locks do not carry to the next "
-    "cell; a transaction opened with BEGIN does, until COMMIT or ROLLBACK."
+    "Note: pooler mode (--pgbouncer): each statement outside a transaction may run on another "
+    "server connection, so SET, temporary tables, PREPARE, LISTEN and session advisory locks "
+    "do not carry to the next statement or cell; inside BEGIN ... COMMIT they do, across "
+    "cells too."
 )
 
 # psycopg names its automatic prepared statements _pg3_0, _pg3_1, ...
@@ -73,7 +76,7 @@ def error_hint(error: BaseException, pooler_mode: bool) -> str | None:
 
     Without pooler mode, psycopg's automatic statements colliding on a
     pooler's shared server connections; in pooler mode, a statement the user
-    prepared in an earlier cell, which stayed on another server connection.
+    prepared outside a transaction, which stayed on another server connection.
     """
     sqlstate = getattr(error, "sqlstate", None)
     if sqlstate not in (_DUPLICATE_PREPARED, _UNKNOWN_PREPARED):
@@ -87,8 +90,8 @@ def error_hint(error: BaseException, pooler_mode: bool) -> str | None:
         )
     if pooler_mode and sqlstate == _UNKNOWN_PREPARED:
         return (
-            "HINT:  in pooler mode a PREPARE from an earlier cell stays on another server "
-            "connection; PREPARE and EXECUTE in the same cell, or inside BEGIN ... COMMIT."
+            "HINT:  in pooler mode a PREPARE outside a transaction stays on another server "
+            "connection; PREPARE and EXECUTE inside one BEGIN ... COMMIT."
         )
     return None
 
@@ -155,7 +158,7 @@ def session_state_note(uses: list[str]) -> str | None:
         return None
     what = ", ".join(uses)
     return (
-        f"Note: pooler mode: {what} outside a transaction does not carry to the next cell "
-        "(it may run on another server connection); keep it in the cell that needs it, or "
-        "inside BEGIN ... COMMIT."
+        f"Note: pooler mode: {what} outside a transaction does not carry to the next statement "
+        "or cell (they may run on another server connection); put it and what needs it inside "
+        "BEGIN ... COMMIT."
     )

@@ -85,7 +85,7 @@ def test_a_users_prepared_statement_error_is_not_blamed_on_a_pooler(pg_url: str)
     assert (unknown.sqlstate, duplicate.sqlstate) == ("26000", "42P05")
     assert pooler.error_hint(unknown, pooler_mode=False) is None
     assert pooler.error_hint(duplicate, pooler_mode=False) is None
-    # In pooler mode, EXECUTE of an earlier cell's PREPARE is the pooler's doing.
+    # In pooler mode, EXECUTE of a PREPARE made outside a transaction is the pooler's doing.
     hint = pooler.error_hint(unknown, pooler_mode=True)
     assert hint is not None and hint.startswith("HINT:  in pooler mode a PREPARE")
     assert pooler.error_hint(duplicate, pooler_mode=True) is None
