@@ -138,8 +138,7 @@ class Connections:
         ``ask_password(where)`` is called to prompt for a password.
         ``pgbouncer`` turns pooler mode on (default: the ``pgbouncer`` setting).
         """
-        if pgbouncer is None:
-            pgbouncer = bool(getattr(self.settings, "pgbouncer", False))
+        pgbouncer = self._pooler_mode(pgbouncer)
         alias = alias or DEFAULT_ALIAS
         target, driver_note = without_driver(target)
         params = parse_conninfo(target)
@@ -181,8 +180,6 @@ class Connections:
     ) -> Session:
         """A new session with one connection opened, so a bad target fails right here."""
         settings = self.settings
-        if pgbouncer is None:
-            pgbouncer = bool(getattr(settings, "pgbouncer", False))
         session = _session_module().Session(
             alias,
             conninfo,
@@ -190,7 +187,7 @@ class Connections:
             acquire_timeout=settings.acquire_timeout,
             source=source,
             password=password,
-            pgbouncer=pgbouncer,
+            pgbouncer=self._pooler_mode(pgbouncer),
             idle=self.releaser.policy,
         )
         try:
@@ -202,6 +199,12 @@ class Connections:
             self.releaser.start()
             self.releaser.cell_ended()  # a new session to watch
         return session
+
+    def _pooler_mode(self, asked: bool | None) -> bool:
+        """Pooler mode for a new connection: as asked (--pgbouncer), else the setting."""
+        if asked is not None:
+            return asked
+        return bool(getattr(self.settings, "pgbouncer", False))
 
     def named(self, alias: str) -> Session:
         """The session called ``alias``; a clear error naming the others if there is none."""
