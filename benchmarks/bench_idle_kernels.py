@@ -100,6 +100,14 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join()
 
+    def kernel_backends(self) -> set[int]:
+        """The pids of the kernels' direct backends now."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+            ).fetchall()
+        return {int(pid) for (pid,) in rows}
+
 
 def small_server(max_connections: int) -> OwnServer:
     server = OwnServer()
@@ -188,13 +196,20 @@ def main() -> int:
         for i, kernel in enumerate(first):
             cell = "CREATE TEMP TABLE mine AS SELECT 1 AS a" if i < 2 else "SELECT 1"
             kernel.ok(f"%sql {cell}")
+        stateful = set().union(*(k.backend_pids(["default"]) for k in first[:2]))
         memory = [rss_mb(k) for k in first]
         median_mb = statistics.median(memory)
         print(f"kernel memory after the first cell: {median_mb:.0f} MB RSS (median)")
         marks.append((sampler.mark(), f"{half} kernels ran a cell"))
         took = sampler.wait_for(lambda ours, _: ours == 2, "only the two with state hold one")
         marks.append((sampler.mark(), "released (2 kept)"))
-        print(f"released {half - 2} idle connections {took:.1f} s after the last cell")
+        left = sampler.kernel_backends()
+        print(
+            f"released {half - 2} idle connections {took:.1f} s after the last cell; held by "
+            f"the {half - 2} kernels without session state: {len(left - stateful)}"
+        )
+        if left != stateful:
+            failures.append(f"backends left {sorted(left)}, expected {sorted(stateful)}")
         pairs = [timed_pair(k) for k in first[2:]]
         cold = statistics.median(p[0] for p in pairs) * 1000
         warm = statistics.median(p[1] for p in pairs) * 1000
@@ -284,7 +299,6 @@ def through_pgbouncer(
                 failed += reply.status != "ok"
         cells = rounds * len(kernels)
         marks.append((sampler.mark(), f"{cells} cells taking turns"))
-        pairs = [timed_pair(k, "pb") for k in kernels[:4]]
         sizes_before = sum(k.pool_stats("pb")["size"] for k in kernels)
         # Each kernel's release thread closes its idle connections to PgBouncer.
         deadline = time.monotonic() + WAIT
@@ -292,6 +306,7 @@ def through_pgbouncer(
             time.sleep(0.5)
         sizes_after = sum(k.pool_stats("pb")["size"] for k in kernels)
         marks.append((sampler.mark(), "kernels idle: their PgBouncer connections released"))
+        pairs = [timed_pair(k, "pb") for k in kernels[2:12]]
         peak = max(other for t, _, other in sampler.samples if t >= start)
         print(
             f"\nthrough PgBouncer (pool_size 5): {cells} cells, {failed} failed; "
@@ -300,7 +315,12 @@ def through_pgbouncer(
         )
         cold = statistics.median(p[0] for p in pairs) * 1000
         warm = statistics.median(p[1] for p in pairs) * 1000
-        print(f"through PgBouncer: a cell {warm:.1f} ms (first after others' cells {cold:.1f} ms)")
+        print(
+            f"through PgBouncer: first cell after a release {cold:.1f} ms, warm cell "
+            f"{warm:.1f} ms (median of {len(pairs)}): +{cold - warm:.1f} ms"
+        )
+        if cold - warm > 50:
+            failures.append(f"reconnect cost through PgBouncer {cold - warm:.1f} ms > 50 ms")
         print("\nthrough PgBouncer, PgBouncer's backends on the server over time:")
         print("\n".join(timeline(sampler, marks, 2, since=start)))
         if failed:
