@@ -14,8 +14,8 @@ session's cell lock *without waiting* (a running cell means not idle) and
 borrows the pool's idle connections through the generic pool's public
 API, checks each on the server, discards the ones without state and
 returns the others in the order it took them (so the most recently used
-one stays first). A cell that starts meanwhile waits for that one check
-query per connection. :func:`release_due` is the same pass with an explicit
+one stays first). A cell that starts meanwhile waits for the pass over its
+session: one check query per idle connection. :func:`release_due` is the same pass with an explicit
 clock, for tests.
 
 Importing this module imports no psycopg: the magic builds the releaser at
@@ -23,7 +23,7 @@ Importing this module imports no psycopg: the magic builds the releaser at
 
 Behind a transaction-mode pooler (pooler mode) nothing is checked: the
 check would look at whichever server connection the pooler picked, and no
-session state carries across cells there anyway.
+session state carries from one transaction to the next there anyway.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from lunepool_magic.pool import PoolClosed
 
 if TYPE_CHECKING:
     import psycopg
@@ -240,7 +238,8 @@ def release_due(sessions: Iterable[Session], now: float, after: float | None) ->
         if not session.cell_lock.acquire(blocking=False):
             continue  # a cell is running: it is not idle, and it will set a new idle_since
         try:
-            _release_session(session)
+            if session.idle_since + after <= now:  # no cell ended since it was read
+                _release_session(session)
         finally:
             session.cell_lock.release()
     return next_due
@@ -250,12 +249,7 @@ def _release_session(session: Session) -> None:
     closed: list[psycopg.Connection[Any]] = []
     kept: list[str] = []
     for pool in session.pools():
-        try:
-            released = release_pool(
-                pool, check=not session.pgbouncer, custom=session.custom_settings
-            )
-        except PoolClosed:
-            continue
+        released = release_pool(pool, check=not session.pgbouncer, custom=session.custom_settings)
         closed += released.closed
         kept += released.kept
         if pool is session.pool:
