@@ -159,6 +159,14 @@ class LunepoolMagic(Magics):
                 "%sql --close NAME and connect again to resize an existing one."
             )
 
+    @observe("pgbouncer")
+    def _pgbouncer_changed(self, change: dict[str, Any]) -> None:
+        if self._connections.sessions:
+            print(
+                "pgbouncer applies to connections made from now on; connect again with "
+                "%sql URL --pgbouncer to change an existing one."
+            )
+
     @observe("idle_release")
     def _idle_release_changed(self, change: dict[str, Any]) -> None:
         self._connections.idle_release_changed()

@@ -48,9 +48,15 @@ def test_pooler_mode_through_pgbouncer_says_once_and_notes_session_state(
 def test_the_setting_turns_pooler_mode_on_for_new_connections(
     ip: Shell, pgbouncer_url: str
 ) -> None:
-    ip.ok("%config LunepoolMagic.pgbouncer = True")
+    assert (
+        "applies to connections made from now on"
+        not in ip.ok("%config LunepoolMagic.pgbouncer = True").text
+    )  # nothing connected yet: nothing to say
     connect = ip.ok(f"%sql {pgbouncer_url} --alias pb")
     assert POOLER_MODE_NOTE in connect.err and ip.session("pb").pgbouncer
+    changed = ip.ok("%config LunepoolMagic.pgbouncer = False")
+    assert "applies to connections made from now on" in changed.out
+    assert ip.session("pb").pgbouncer  # the existing connection keeps its mode
 
 
 def test_without_pooler_mode_a_connection_through_pgbouncer_gets_a_note(
