@@ -369,3 +369,31 @@ def test_the_release_thread_gives_back_connections_and_lists_the_kept_ones(
     finally:
         registry.close_all()
     assert registry.releaser.passes >= 2
+
+
+def test_cells_and_the_release_thread_interleave_without_a_lost_session(pg_url: str) -> None:
+    """Release time 0: the thread releases after every cell, racing the next one.
+
+    Whatever the interleaving, every cell works, none says the session was
+    lost, a temp table made in a cell is never released, and the pool's
+    numbers add up.
+    """
+    settings = Settings(idle_release=0.0)
+    registry = Connections(settings)
+    try:
+        session, _, _ = registry.connect(pg_url, "race")
+        for i in range(60):
+            result = cell(session, f"SELECT {i} AS i")
+            assert result.frame["i"].tolist() == [i] and result.warnings == []
+        assert registry.releaser.wait_pass(10.0)
+        assert session.released_total >= 1 and session.pool.stats().size == 0
+        cell(session, "CREATE TEMP TABLE stays (a int)")
+        for _ in range(20):
+            assert cell(session, "SELECT count(*) AS n FROM stays").warnings == []
+        assert registry.releaser.wait_pass(10.0)
+        stats = session.pool.stats()
+        assert (stats.size, stats.in_use, stats.waiting) == (1, 0, 0)
+        assert stats.broken == session.released_total  # every discard was a release
+        assert "temporary table stays" in session.keeps()
+    finally:
+        registry.close_all()
