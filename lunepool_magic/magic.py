@@ -35,6 +35,7 @@ from traitlets import Bool, Float, Int, TraitError, observe, validate
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
+from lunepool_magic.notebook.idle import DEFAULT_RELEASE_MINUTES
 from lunepool_magic.notebook.options import (
     OPTIONS,
     MagicLine,
@@ -115,6 +116,19 @@ class LunepoolMagic(Magics):
         help="When nothing is connected, connect to DATABASE_URL, or start the embedded "
         "server if it is not set. If False, a cell without a connection is an error.",
     ).tag(config=True)
+    pgbouncer = Bool(
+        False,
+        help="Connections made from now on go through a transaction-mode pooler (PgBouncer, "
+        "a provider's pooled URL): no automatic prepared statements, and a note when a cell's "
+        "session state would not carry to the next. Per connection: %sql URL --pgbouncer.",
+    ).tag(config=True)
+    idle_release = Float(
+        DEFAULT_RELEASE_MINUTES,
+        allow_none=True,
+        help="Minutes a connection may sit idle before it is closed, if the server says it "
+        "holds no session state (temporary tables, SET, PREPARE, LISTEN, advisory locks); "
+        "the next cell reconnects. A transaction open longer gets a warning. None: never.",
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -158,6 +172,18 @@ class LunepoolMagic(Magics):
                 "max_connections applies to connections made from now on; "
                 "%sql --close NAME and connect again to resize an existing one."
             )
+
+    @observe("pgbouncer")
+    def _pgbouncer_changed(self, change: dict[str, Any]) -> None:
+        if self._connections.sessions:
+            print(
+                "pgbouncer applies to connections made from now on; connect again with "
+                "%sql URL --pgbouncer to change an existing one."
+            )
+
+    @observe("idle_release")
+    def _idle_release_changed(self, change: dict[str, Any]) -> None:
+        self._connections.idle_release_changed()
 
     # ------------------------------------------------------------------ magic
 
@@ -241,7 +267,8 @@ class LunepoolMagic(Magics):
         rows, MB/s) in the cell, settling into a one-line summary.
 
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
-        show_traceback, row_limit, progress_after, autoconnect). Also available as ``%lunesql``.
+        show_traceback, row_limit, progress_after, autoconnect, pgbouncer,
+        idle_release). Also available as ``%lunesql``.
 
         Options (``%sql --help`` shows this help too)::
 
@@ -326,9 +353,14 @@ class LunepoolMagic(Magics):
             return self._cancel(opts.job)
         session = None
         if opts.target is not None:
-            session = self._connect(opts.target, opts.alias, opts.password_prompt)
+            session = self._connect(opts.target, opts.alias, opts.password_prompt, opts.pgbouncer)
         elif opts.password_prompt:
             raise UsageError("--password goes with a connection string: %sql URL --password")
+        elif opts.pgbouncer:
+            raise UsageError(
+                "--pgbouncer goes with a connection string: %sql URL --pgbouncer "
+                "(or %config LunepoolMagic.pgbouncer = True for every new connection)"
+            )
         elif opts.alias is not None:
             session = self._connections.named(opts.alias)
         if opts.persist is not None:
@@ -699,11 +731,15 @@ class LunepoolMagic(Magics):
 
     # ------------------------------------------------------------ connections
 
-    def _connect(self, target: str, alias: str | None, prompt: bool) -> Session:
+    def _connect(
+        self, target: str, alias: str | None, prompt: bool, pgbouncer: bool = False
+    ) -> Session:
         """Connect ``target`` as ``alias`` (default 'default') and make it current."""
         ask = (lambda where: getpass.getpass(f"Password for {where}: ")) if prompt else None
         history = getattr(getattr(self.shell, "history_manager", None), "hist_file", None)
-        session, out, err = self._connections.connect(target, alias, ask, history_file=history)
+        session, out, err = self._connections.connect(
+            target, alias, ask, pgbouncer or None, history_file=history
+        )
         _print_lines(out, err)
         return session
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lunepool_magic.notebook import messages
+from lunepool_magic.notebook.idle import IdlePolicy, IdleReleaser
 
 if TYPE_CHECKING:
     from lunepool_magic.notebook.jobs import JobTable
@@ -51,6 +52,9 @@ LIST_COLUMNS = [
     "waits",
     "timeouts",
     "broken",
+    "released",
+    "pooler",
+    "kept",
 ]
 
 PASSWORD_IN_CELL_NOTE = (
@@ -83,6 +87,8 @@ class Settings(Protocol):
     max_connections: int
     acquire_timeout: float | None
     autoconnect: bool
+    # Optional (read with getattr): pgbouncer (bool, pooler mode for new
+    # connections) and idle_release (minutes, None: never; absent: never).
 
 
 # SQLAlchemy's URL spelling, postgresql+psycopg2://...: the driver part names a
@@ -149,24 +155,32 @@ def _session_module() -> Any:
 class Connections:
     """The named sessions of one kernel, and the current alias."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
         self.current_alias: str | None = None
+        policy = IdlePolicy(lambda: getattr(settings, "idle_release", None))
+        if clock is not None:
+            policy.clock = clock
+        self.releaser = IdleReleaser(lambda: list(self.sessions.values()), policy)
+        policy.on_cell_end = self.releaser.cell_ended
 
     def connect(
         self,
         target: str,
         alias: str | None,
         ask_password: Callable[[str], str] | None = None,
+        pgbouncer: bool | None = None,
         history_file: Path | str | None = None,
     ) -> tuple[Session, list[str], list[str]]:
         """Connect ``target`` as ``alias`` (default 'default') and make it current.
 
         Returns the session and the lines to print (stdout, stderr).
         ``ask_password(where)`` is called to prompt for a password;
+        ``pgbouncer`` turns pooler mode on (default: the ``pgbouncer`` setting);
         ``history_file`` is IPython's, checked when the cell holds a password.
         """
+        pgbouncer = self._pooler_mode(pgbouncer)
         alias = alias or DEFAULT_ALIAS
         target, driver_note = without_driver(target)
         params = parse_conninfo(target)
@@ -179,10 +193,16 @@ class Connections:
 
             password = ask_password(describe_target(params))
         existing = self.sessions.get(alias)
-        if existing is not None and existing.conninfo == target and password is None:
+        if (
+            existing is not None
+            and existing.conninfo == target
+            and existing.pgbouncer == pgbouncer
+            and password is None
+        ):
             self.current_alias = alias  # re-running a connect cell keeps the session and its state
             return existing, [], warnings
-        session = self._open(alias, target, "url", password)
+        session = self._open(alias, target, "url", password, pgbouncer)
+        warnings += session.connect_notes
         note = ""
         if existing is not None:
             note = f"; replaced the previous {alias!r}"
@@ -192,7 +212,14 @@ class Connections:
         self.current_alias = alias
         return session, [f"Connected to {session.target} as {alias!r}{note}."], warnings
 
-    def _open(self, alias: str, conninfo: str, source: str, password: str | None) -> Session:
+    def _open(
+        self,
+        alias: str,
+        conninfo: str,
+        source: str,
+        password: str | None,
+        pgbouncer: bool | None = None,
+    ) -> Session:
         """A new session with one connection opened, so a bad target fails right here."""
         from lunepool_magic.postgres.conninfo import ConnectionStringError
 
@@ -205,6 +232,8 @@ class Connections:
                 acquire_timeout=settings.acquire_timeout,
                 source=source,
                 password=password,
+                pgbouncer=self._pooler_mode(pgbouncer),
+                idle=self.releaser.policy,
             )
         except ConnectionStringError as exc:
             reason = str(exc).removeprefix("invalid connection parameters: ")
@@ -219,7 +248,16 @@ class Connections:
         except BaseException:
             session.close()
             raise
+        if self.releaser.policy.release_after() is not None:
+            self.releaser.start()
+            self.releaser.cell_ended()  # a new session to watch
         return session
+
+    def _pooler_mode(self, asked: bool | None) -> bool:
+        """Pooler mode for a new connection: as asked (--pgbouncer), else the setting."""
+        if asked is not None:
+            return asked
+        return bool(getattr(self.settings, "pgbouncer", False))
 
     def named(self, alias: str) -> Session:
         """The session called ``alias``; a clear error naming the others if there is none."""
@@ -266,7 +304,13 @@ class Connections:
         self.sessions[DEFAULT_ALIAS] = session
         self.current_alias = DEFAULT_ALIAS
         connected = f"Connected to {session.target} ({origin}) as {DEFAULT_ALIAS!r}."
-        return session, [connected], notes
+        return session, [connected, *session.connect_notes], notes
+
+    def idle_release_changed(self) -> None:
+        """The idle release setting changed: start the release thread, or make it look again."""
+        if self.sessions and self.releaser.policy.release_after() is not None:
+            self.releaser.start()
+        self.releaser.poke()
 
     def use(self, session: Session) -> str:
         """Make ``session`` current; the line that says so."""
@@ -297,7 +341,10 @@ class Connections:
                     s.requests,
                     s.waits,
                     s.timeouts,
-                    s.broken,
+                    s.broken - session.released_total,
+                    session.released_total,
+                    "pgbouncer" if session.pgbouncer else "",
+                    session.keeps(),
                 ]
             )
         return pd.DataFrame(rows, columns=LIST_COLUMNS).set_index("alias")
@@ -345,6 +392,7 @@ class Connections:
 
     def close_all(self) -> None:
         """Close every session (pinned transactions roll back); errors are ignored."""
+        self.releaser.stop()
         sessions = list(self.sessions.values())
         self.sessions, self.current_alias = {}, None
         for session in sessions:

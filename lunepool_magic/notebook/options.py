@@ -85,6 +85,7 @@ class MagicLine:
     limit: str | None = None
     help: bool = False
     refresh: bool = False
+    pgbouncer: bool = False
 
     @property
     def command(self) -> str | None:
@@ -150,6 +151,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
     Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
+    Option(
+        ("--pgbouncer",),
+        "pgbouncer",
+        "flag",
+        "with a URL: it is a transaction-mode pooler (no prepared statements)",
+    ),
     Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
     Option(
         ("--close", "-x"),

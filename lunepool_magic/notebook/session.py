@@ -32,13 +32,16 @@ free connection leaves no trace in the pool (the pool guarantees that).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 
 from lunepool_magic.notebook import messages as display
+from lunepool_magic.notebook import pooler
 from lunepool_magic.notebook.binding import BoundStatement, DictDumper, unencodable
+from lunepool_magic.notebook.idle import IdlePolicy, custom_settings_named
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
@@ -74,6 +77,9 @@ class Session:
     ``"DATABASE_URL"``, ``"embedded"``), for the connection list. The pool
     keeps connections for the whole session (no max_lifetime/max_idle): a
     notebook must not lose its temp tables or SETs because a connection aged.
+    Only the idle release (:mod:`lunepool_magic.notebook.idle`, ``idle``)
+    closes idle ones, after the server said they hold no such state.
+    ``pgbouncer`` is pooler mode (:mod:`lunepool_magic.notebook.pooler`).
 
     Background jobs (``%%sql --background``) borrow from a second pool of the
     same size and target, :attr:`background_pool`, opened on first use: the
@@ -93,6 +99,8 @@ class Session:
         acquire_timeout: float | None,
         source: str = "url",
         password: str | None = None,
+        pgbouncer: bool = False,
+        idle: IdlePolicy | None = None,
     ) -> None:
         self.alias = alias
         self.source = source
@@ -101,6 +109,23 @@ class Session:
         self._max_connections = max_connections
         self._acquire_timeout = acquire_timeout
         self._notices: list[str] = []  # server notices of the running cell
+        # Pooler mode: no automatic prepared statements, notes on session state.
+        self.pgbouncer = pgbouncer
+        self.idle = idle or IdlePolicy()
+        # Held while a cell uses the connection; the idle release takes it
+        # without waiting, so it never touches a connection a cell is using.
+        self.cell_lock = threading.Lock()
+        self.idle_since = self.idle.clock()  # when the last cell ended (or the session began)
+        self.released_for: float | None = None  # idle_since of the last release pass
+        self.kept: list[str] = []  # why the last release pass kept connections open
+        # Connections of `pool` the idle release closed. The generic pool counts
+        # them as broken (Borrow.discard is its only way to close one on
+        # demand); the listing takes them off again.
+        self.released_total = 0
+        self.custom_settings: set[str] = set()  # `SET app.x` names the cells used, for the check
+        self.pinned_since: float | None = None  # when the pinned transaction began
+        self._pinned_warned: float | None = None
+        self.connect_notes: list[str] = []  # what connect() found out (a pooler, pooler mode)
         self.pool: PostgresPool = create_pool(
             conninfo,
             password=password,
@@ -108,6 +133,7 @@ class Session:
             acquire_timeout=acquire_timeout,
             max_lifetime=None,
             max_idle=None,
+            pgbouncer=pgbouncer,
             application_name=APPLICATION_NAME,
             name=alias,
             configure=self._configure,
@@ -133,13 +159,26 @@ class Session:
             return ""
         return "aborted" if conn.pgconn.transaction_status == INERROR else "open"
 
+    @property
+    def closed(self) -> bool:
+        return self.pool.closed
+
     def connect(self, timeout: float | None) -> None:
-        """Open (or check) one connection now, so a bad URL fails where it was typed."""
+        """Open (or check) one connection now, so a bad URL fails where it was typed.
+
+        Also finds out whether a pooler answers (see
+        :func:`~lunepool_magic.notebook.pooler.looks_pooled`); the notes to print
+        are left in ``connect_notes``.
+        """
         if self._pinned is not None:
             return
         try:
             with self.pool.connection(timeout) as conn:
                 self._last_conn = conn
+                notes = [pooler.POOLER_MODE_NOTE] if self.pgbouncer else []
+                if not self.pgbouncer and pooler.looks_pooled(conn):
+                    notes.append(pooler.pooled_server_note())
+                self.connect_notes = notes
         except (ConnectionFailed, PoolTimeout) as exc:
             raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
         except KeyboardInterrupt as exc:
@@ -158,6 +197,7 @@ class Session:
                 acquire_timeout=self._acquire_timeout,
                 max_lifetime=None,
                 max_idle=None,
+                pgbouncer=self.pgbouncer,
                 application_name=APPLICATION_NAME,
                 name=f"{self.alias} (background)",
                 configure=_configure_background,
@@ -176,7 +216,31 @@ class Session:
             self._background.close()
         return rolled_back
 
+    def pools(self) -> list[PostgresPool]:
+        """The pools open now: the cells' one, and the background jobs' one once used."""
+        return [self.pool] if self._background is None else [self.pool, self._background]
+
+    def released(self, closed: list[psycopg.Connection[Any]], kept: list[str]) -> None:
+        """The idle release closed ``closed`` and kept others for ``kept`` reasons.
+
+        Called with :attr:`cell_lock` held. The next cell then connects again
+        without the "session lost" note: nothing the user made was lost.
+        """
+        if self._last_conn is not None and any(c is self._last_conn for c in closed):
+            self._last_conn = None
+        self.kept = kept
+        self.released_for = self.idle_since
+
+    def keeps(self) -> str:
+        """What keeps connections open through the idle release, for the listing ('' if none)."""
+        reasons = list(self.kept)
+        if self._pinned is not None and self.pinned_since is not None:
+            age = display.duration(self.idle.clock() - self.pinned_since)
+            reasons.insert(0, f"open transaction ({age})")
+        return "; ".join(reasons)
+
     def _release_pinned(self) -> bool:
+        self.pinned_since = None
         borrow, self._pinned, self._pinned_conn = self._pinned, None, None
         if borrow is None:
             return False
@@ -237,6 +301,9 @@ class Session:
                 lines = display.server_error_lines(error, "", None, 1)
                 sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
                 lines.append(f"({sqlstate})")
+            hint = pooler.error_hint(error, self.pgbouncer)
+            if hint is not None:
+                lines.insert(len(lines) - 1, hint)  # before our "(SQLSTATE ...)" line
             exc_class = display.SqlCellError
         else:
             raise error
@@ -265,6 +332,16 @@ class Session:
         """
         out = CellResult()
         index = 0  # the statement running, for the error message
+        texts = [item.statement.text for item in bound]
+        custom = custom_settings_named(texts)
+        if not custom <= self.custom_settings:
+            # A new set, not an update: the release thread may be reading the old one.
+            self.custom_settings = self.custom_settings | custom
+        if self.pgbouncer:
+            uses = pooler.session_state_uses(texts, bool(self.transaction))
+            note = pooler.session_state_note(uses)
+            if note is not None:
+                out.warnings.append(note)
 
         def statements(conn: psycopg.Connection[Any]) -> None:
             nonlocal index
@@ -293,6 +370,21 @@ class Session:
         The work's exception is returned, not raised, with whether the session
         was lost and the transaction state, for the caller to explain.
         """
+        with self.cell_lock:
+            try:
+                return self._on_connection_locked(timeout, work, out)
+            finally:
+                self.idle_since = self.idle.clock()
+                self.idle.on_cell_end()
+
+    def _on_connection_locked(
+        self,
+        timeout: float | None,
+        work: Callable[[psycopg.Connection[Any]], T],
+        out: CellResult,
+    ) -> tuple[T | None, BaseException | None, bool, str | None]:
+        self.kept = []  # in use again: the last release pass's findings are stale
+        self._warn_long_transaction(out)
         borrow, conn = self._borrow(timeout)
         last = self._last_conn
         if last is not None and conn is not last and last.closed:
@@ -314,6 +406,26 @@ class Session:
                 display.TRANSACTION_ABORTED if state == "aborted" else display.TRANSACTION_OPEN
             )
         return value, error, lost, state
+
+    def _warn_long_transaction(self, out: CellResult) -> None:
+        """One line when the pinned transaction is older than the idle release time.
+
+        Said again once per further release time: the transaction holds its
+        locks and keeps VACUUM from cleaning up after it, for everyone.
+        """
+        after = self.idle.release_after()
+        if self._pinned is None or self.pinned_since is None or after is None:
+            return
+        now = self.idle.clock()
+        since = self._pinned_warned if self._pinned_warned is not None else self.pinned_since
+        if now - since < after:
+            return
+        self._pinned_warned = now
+        out.warnings.append(
+            f"Warning: this notebook's transaction has been open for "
+            f"{display.duration(now - self.pinned_since)}; it holds its locks and keeps VACUUM "
+            "from cleaning up after it for everyone on the server: COMMIT or ROLLBACK when done."
+        )
 
     def _borrow(self, timeout: float | None) -> tuple[Borrow[Any], psycopg.Connection[Any]]:
         if self._pinned is not None and self._pinned_conn is not None:
@@ -355,14 +467,16 @@ class Session:
             # part of its result loop; finish it, so the session survives.
             finish_statement(conn)
         if error is not None and must_discard(error, conn):
-            self._pinned = self._pinned_conn = None
+            self._pinned = self._pinned_conn = self.pinned_since = None
             borrow.discard()
             borrow.__exit__(type(error), error, error.__traceback__)
             return True
         if not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
+            if self._pinned is None:
+                self.pinned_since, self._pinned_warned = self.idle.clock(), None
             self._pinned, self._pinned_conn = borrow, conn
             return False
-        self._pinned = self._pinned_conn = None
+        self._pinned = self._pinned_conn = self.pinned_since = None
         if error is None:
             borrow.__exit__(None, None, None)
         else:
@@ -389,6 +503,9 @@ class Session:
             exc_class: type[display.SqlCellError] = display.QueryCancelled
         elif isinstance(error, psycopg.Error):
             lines = error_lines(error, bound, index, line_offset)
+            hint = pooler.error_hint(error, self.pgbouncer)
+            if hint is not None:
+                lines.insert(len(lines) - 1, hint)  # before our "(SQLSTATE ...)" line
             exc_class = display.SqlCellError
         elif isinstance(error, UnicodeEncodeError):
             # Raised by psycopg while encoding the statement or a parameter,

@@ -70,7 +70,12 @@ class PgBouncer:
     """PgBouncer for ``target_url``; ``url`` goes through it with the same user and db."""
 
     def __init__(
-        self, target_url: str, *, pool_mode: str = "transaction", executable: str | None = None
+        self,
+        target_url: str,
+        *,
+        pool_mode: str = "transaction",
+        executable: str | None = None,
+        pool_size: int = 20,
     ) -> None:
         self.executable = executable or find_pgbouncer()
         if self.executable is None:
@@ -85,6 +90,7 @@ class PgBouncer:
         self.password = params.get("password", "")
         self.dbname = params.get("dbname") or self.user
         self.pool_mode = pool_mode
+        self.pool_size = pool_size  # server connections per database and user
         self.workdir = Path(tempfile.mkdtemp(prefix="lpm-pgb-"))
         self.port = 0
         self._host, self._server_port = host, port
@@ -150,7 +156,7 @@ class PgBouncer:
             f"auth_file = {auth_file}\n"
             f"pool_mode = {self.pool_mode}\n"
             "max_client_conn = 200\n"
-            "default_pool_size = 20\n"
+            f"default_pool_size = {self.pool_size}\n"
             "ignore_startup_parameters = extra_float_digits\n"
             "server_login_retry = 1\n"
         )
