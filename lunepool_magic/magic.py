@@ -847,7 +847,7 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
     if taken:
         owner = _owner(shell.magics_manager.magics["line"][taken[0]])
         print(
-            f"%{taken[0]} is {owner}'s (loaded first); lunepool_magic answers as "
+            f"%{taken[0]} belongs to {owner}, loaded first; lunepool_magic answers as "
             "%lunesql / %%lunesql."
         )
     from lunepool_magic import magic_jupysql
@@ -857,9 +857,11 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
 
 
 def _owner(method: Any) -> str:
-    """The extension a magic belongs to, by its package (JupySQL's is ``sql``)."""
-    package = type(getattr(method, "__self__", method)).__module__.split(".")[0]
-    return {"sql": "JupySQL"}.get(package, package)
+    """Who a magic belongs to, by its package: JupySQL's (and ipython-sql's) is ``sql``."""
+    owner = getattr(method, "__self__", None)
+    module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
+    package = (module or "").split(".")[0]
+    return "JupySQL (or ipython-sql)" if package == "sql" else f"another extension ({package})"
 
 
 def unload(shell: InteractiveShell) -> None:

@@ -265,9 +265,10 @@ class _SqlMagicSettings(Configurable):
     """
 
     def __init__(self, sql: LunepoolMagic, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        # Set first: a SqlMagic section already in the shell's config is applied by __init__.
         self._sql = sql
         self._shown: set[str] = set()
+        super().__init__(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # `%config SqlMagic.unknown` reads an attribute: answer, do not raise a traceback.

@@ -42,7 +42,7 @@ def _pyplot() -> Any:
 
 
 def _axes(ax: Any) -> Any:
-    return ax if ax is not None else _pyplot().gca()
+    return ax if ax is not None else _pyplot().subplots()[1]
 
 
 @dataclass(frozen=True)

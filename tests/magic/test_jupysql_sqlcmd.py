@@ -1,0 +1,184 @@
+"""%sqlcmd and %sqlplot through a real shell, checked against pandas and numpy on the same data.
+
+The statistics are computed by the server; each test fetches the same rows
+with %sql and lets pandas (describe) or numpy (histogram) compute what
+JupySQL's users expect, so the comparison is with the tools they know.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+
+import matplotlib
+import matplotlib.cbook
+import matplotlib.pyplot
+import numpy as np
+import psycopg
+import pytest
+from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
+
+from lunepool_magic.notebook.sqlcmd import PROFILE_ROWS
+
+
+@pytest.fixture
+def sales(ip: Shell, pg_admin: psycopg.Connection) -> Iterator[str]:
+    """A real table with numbers, text and NULLs."""
+    name = f"lpm_sales_{uuid.uuid4().hex[:8]}"
+    pg_admin.execute(
+        f"CREATE TABLE {name} (id int PRIMARY KEY GENERATED ALWAYS AS IDENTITY, "
+        "amount numeric, region text, note text)"
+    )
+    pg_admin.execute(
+        f"INSERT INTO {name} (amount, region, note) SELECT (g * 37 % 101)::numeric, "
+        "(ARRAY['north','south','east'])[1 + g % 3 + (g % 7 = 0)::int % 3], "
+        "CASE WHEN g % 4 = 0 THEN NULL ELSE 'n' || (g % 5) END FROM generate_series(1, 500) g"
+    )
+    pg_admin.commit()
+    try:
+        yield name
+    finally:
+        pg_admin.execute(f"DROP TABLE IF EXISTS {name}")
+        pg_admin.commit()
+
+
+def test_tables_lists_the_current_schema(ip: Shell, sales: str) -> None:
+    frame = ip.value("%sqlcmd tables")
+    assert list(frame.columns) == ["Name"]
+    assert sales in set(frame["Name"])
+    assert ip.value("%sqlcmd tables --schema pg_catalog")["Name"].str.startswith("pg_").all()
+
+
+def test_columns_from_the_catalog(ip: Shell, sales: str) -> None:
+    frame = ip.value(f"%sqlcmd columns --table {sales}")
+    assert list(frame["name"]) == ["id", "amount", "region", "note"]
+    assert list(frame["type"]) == ["integer", "numeric", "text", "text"]
+    assert list(frame["nullable"]) == [False, True, True, True]
+    assert list(frame["autoincrement"]) == [True, False, False, False]
+
+
+def test_columns_of_a_missing_table(ip: Shell) -> None:
+    run = ip.fail("%sqlcmd columns --table no_such_table_here")
+    assert "there is no table no_such_table_here (%sqlcmd tables lists them)" in run.text
+
+
+def test_profile_matches_pandas_describe(ip: Shell, sales: str) -> None:
+    profile = ip.value(f"%sqlcmd profile --table {sales}")
+    assert list(profile.index) == PROFILE_ROWS
+    data = ip.value(f"%sql SELECT * FROM {sales}")
+    amount = data["amount"].astype(float).describe()
+    for stat in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
+        assert math.isclose(float(profile.loc[stat, "amount"]), amount[stat], rel_tol=1e-9), stat
+    assert profile.loc["unique", "amount"] == data["amount"].nunique()
+    note = data["note"].describe()  # count, unique, top, freq (non-null only)
+    assert profile.loc["count", "note"] == note["count"]
+    assert profile.loc["unique", "note"] == note["unique"]
+    assert profile.loc["freq", "note"] == note["freq"]
+    counts = data["note"].value_counts()
+    assert profile.loc["top", "note"] == min(counts[counts == counts.max()].index)
+    assert math.isnan(profile.loc["mean", "note"])
+
+
+def test_profile_of_a_temporary_table_with_many_rows(ip: Shell) -> None:
+    ip.ok(
+        "%sql CREATE TEMP TABLE big AS "
+        "SELECT g AS x, (g % 10)::text AS t FROM generate_series(1, 200000) g"
+    )
+    profile = ip.value("%sqlcmd profile --table big")
+    assert profile.loc["count", "x"] == 200000
+    assert profile.loc["max", "x"] == 200000.0
+    assert profile.loc["unique", "t"] == 10
+
+
+def test_test_passes_or_counts_the_failures(ip: Shell, sales: str) -> None:
+    assert ip.value(f"%sqlcmd test --table {sales} --column amount --greater -1") is True
+    assert ip.value(f"%sqlcmd test --table {sales} --column id --unique --no-nulls") is True
+    run = ip.fail(f"%sqlcmd test --table {sales} --column note --no-nulls")
+    assert f"test failed on {sales}: 125 rows have note NULL" in run.text
+    run = ip.fail(f"%sqlcmd test --table {sales} --column amount --less-than 50")
+    data = ip.value(f"%sql SELECT amount FROM {sales}")
+    bad = int((data["amount"] >= 50).sum())
+    assert f"{bad} rows have amount >= 50.0" in run.text
+
+
+def test_sqlcmd_on_a_snippet(ip: Shell, sales: str) -> None:
+    ip.ok(f"%%sql --save north --no-execute\nSELECT * FROM {sales} WHERE region = 'north'")
+    frame = ip.value("%sqlcmd columns --table north")
+    assert list(frame["name"]) == ["id", "amount", "region", "note"]
+    profile = ip.value("%sqlcmd profile --table north")
+    expected = ip.scalar(f"%sql SELECT count(*) FROM {sales} WHERE region = 'north'")
+    assert profile.loc["count", "region"] == expected
+
+
+def test_widgets_name_the_alternative(ip: Shell) -> None:
+    assert "%sqlcmd profile --table t summarises them" in ip.fail("%sqlcmd explore").text
+    assert "%sql postgresql://user@host/db connects" in ip.fail("%sqlcmd connect").text
+
+
+def test_bad_arguments_are_one_line(ip: Shell) -> None:
+    run = ip.fail("%sqlcmd columns")
+    assert "%sqlcmd columns: the following arguments are required: -t/--table" in run.text
+    assert "Traceback" not in run.text
+
+
+# ------------------------------------------------------------------ sqlplot
+
+
+def test_histogram_counts_match_numpy(ip: Shell, sales: str) -> None:
+    matplotlib.use("Agg")
+    ax = ip.value(f"%sqlplot histogram --table {sales} --column amount --bins 7")
+    data = ip.value(f"%sql SELECT amount FROM {sales}")["amount"].astype(float)
+    counts, edges = np.histogram(data, bins=7)
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == list(counts)
+    lefts = [patch.get_x() for patch in ax.patches]
+    assert np.allclose(lefts, edges[:-1])
+    matplotlib.pyplot.close("all")
+
+
+def test_boxplot_quartiles_match_numpy(ip: Shell, sales: str) -> None:
+    matplotlib.use("Agg")
+    from lunepool_magic.notebook.plots import box_stats
+    from lunepool_magic.notebook.sqlcmd import source_for
+
+    ax = ip.value(f"%sqlplot boxplot --table {sales} --column amount")
+    assert ax.get_title() == f"'amount' from '{sales}'"
+    stats = ip.session().call(
+        lambda conn: box_stats(conn, source_for(sales, None, None), "amount"),
+        timeout=5,
+        what="test",
+    )[0]
+    data = ip.value(f"%sql SELECT amount FROM {sales}")["amount"].astype(float)
+    expected = matplotlib.cbook.boxplot_stats(data.to_numpy())[0]
+    for key in ("q1", "med", "q3", "whislo", "whishi", "mean"):
+        assert math.isclose(stats[key], expected[key]), key
+    matplotlib.pyplot.close("all")
+
+
+def test_bar_and_pie_count_per_value(ip: Shell, sales: str) -> None:
+    matplotlib.use("Agg")
+    regions = ip.value(f"%sql SELECT region FROM {sales}")["region"]
+    data = regions.fillna("NULL").value_counts()  # NULL is a bar of its own, drawn last
+    data = data.reindex([*sorted(set(data.index) - {"NULL"}), "NULL"])
+    ax = ip.value(f"%sqlplot bar --table {sales} --column region")
+    assert [p.get_height() for p in ax.patches] == list(data)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(data.index)
+    matplotlib.pyplot.close("all")
+    ax = ip.value(f"%sqlplot pie --table {sales} --column region")
+    assert [t.get_text() for t in ax.texts] == list(data.index)
+    matplotlib.pyplot.close("all")
+
+
+def test_histogram_with_a_snippet(ip: Shell, sales: str) -> None:
+    matplotlib.use("Agg")
+    ip.ok(f"%%sql --save south --no-execute\nSELECT * FROM {sales} WHERE region = 'south'")
+    ax = ip.value("%sqlplot histogram --table south --column amount --bins 3 --with south")
+    expected = ip.scalar(f"%sql SELECT count(*) FROM {sales} WHERE region = 'south'")
+    assert sum(p.get_height() for p in ax.patches) == expected
+    matplotlib.pyplot.close("all")
+
+
+def test_breaks_names_the_alternative(ip: Shell) -> None:
+    run = ip.fail("%sqlplot histogram --table t --column x --breaks 1 2 3")
+    assert "--breaks and --binwidth are not available: --bins N sets equal-width bins" in run.text
