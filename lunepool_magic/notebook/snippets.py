@@ -36,6 +36,7 @@ _NOT_CODE_RE = re.compile(
 )
 _WORD_RE = re.compile(r"[A-Za-z_][\w$]*")
 _QUERY_START_RE = re.compile(r"[()]|\b(?:select|with|values)\b", re.IGNORECASE)
+_DML_RE = re.compile(r"(?:insert|update|delete|merge)\b", re.IGNORECASE)
 _WITH_HEAD_RE = re.compile(r"with(\s+recursive)?\s+", re.IGNORECASE)
 _NAME_RE = re.compile(r"[A-Za-z_]\w*\Z")
 
@@ -71,11 +72,19 @@ class Snippets:
                 f"--save {name} keeps one query; this cell has several statements "
                 "(run the others in a cell of their own)"
             )
-        if name in self.references(query):
-            raise SnippetError(f"--save {name}: the query names {name} itself")
-        replaced = name in self.queries
+        previous = self.queries.get(name)
         self.queries[name] = query
-        self._order([name])  # a cycle through other snippets fails here, not at use
+        try:
+            if name in self.references(query):
+                raise SnippetError(f"--save {name}: the query names {name} itself")
+            self._order([name])  # a cycle through other snippets fails here, not at use
+        except SnippetError:
+            if previous is None:
+                del self.queries[name]
+            else:
+                self.queries[name] = previous
+            raise
+        replaced = previous is not None
         return f"{'Replaced' if replaced else 'Saved'} snippet {name!r}."
 
     def references(self, text: str) -> list[str]:
@@ -134,10 +143,9 @@ class Snippets:
         masked = mask_sql(statement)
         start = _top_level_query(masked)
         if start is None:
-            raise SnippetError(
-                f"snippet {names[0]} is named in a statement without a query at its top "
-                "level, where a CTE cannot go; write the query out"
-            )
+            # No query to put a WITH before (SET, COPY, ...): a name there is not a
+            # snippet's, and the statement goes as typed.
+            return statement
         head = _WITH_HEAD_RE.match(statement, start)
         if head is not None:  # WITH [RECURSIVE] of its own: ours join the list
             return f"{statement[: head.end()]}{ctes}, {statement[head.end() :]}"
@@ -200,13 +208,13 @@ def _defines_cte(masked: str, name: str) -> bool:
 def _top_level_query(masked: str) -> int | None:
     """Where the statement's query starts: its first SELECT, WITH or VALUES outside parentheses.
 
-    ``CREATE TABLE t AS SELECT``, ``INSERT INTO t SELECT``: the CTEs go right
-    before that SELECT, where PostgreSQL's grammar takes a WITH clause. A
-    statement that starts with a parenthesis gets them in front of it.
+    ``CREATE TABLE t AS SELECT``: the CTEs go right before that SELECT, where
+    PostgreSQL's grammar takes a WITH clause. INSERT, UPDATE, DELETE, MERGE
+    and a statement that starts with a parenthesis get them in front.
     """
     stripped = masked.lstrip()
-    if stripped.startswith("("):
-        return len(masked) - len(stripped)
+    if stripped.startswith("(") or _DML_RE.match(stripped):
+        return len(masked) - len(stripped)  # WITH goes first: WITH ... UPDATE is SQL
     depth = 0
     for match in _QUERY_START_RE.finditer(masked):
         text = match.group()

@@ -166,3 +166,14 @@ def test_interact_names_the_alternative(ip: Shell) -> None:
     run = ip.fail("%sql --interact limit SELECT * FROM t LIMIT {{limit}}")
     assert "--interact (JupySQL's widgets) is not available" in run.text
     assert ":limit" in run.text
+
+
+def test_update_and_insert_name_a_snippet(tracks: Shell) -> None:
+    tracks.ok("%%sql --save g1 --no-execute\nSELECT id FROM tracks WHERE genre = 1")
+    run = tracks.ok("%sql UPDATE tracks SET name = 'g1' WHERE id IN (SELECT id FROM g1)")
+    assert "UPDATE 4" in run.out
+    tracks.ok("%sql CREATE TEMP TABLE copied (id int)")
+    assert "INSERT 0 4" in tracks.ok("%sql INSERT INTO copied SELECT id FROM g1").out
+    # A SET whose value is spelled like the snippet is left as typed.
+    tracks.ok("%sql SET application_name = g1")
+    assert tracks.scalar("%sql SHOW application_name") == "g1"
