@@ -1,12 +1,11 @@
 """JupySQL's ``%sqlplot histogram | boxplot | bar | pie``: aggregated by the server, drawn here.
 
-Only the aggregates cross the wire: bin counts (``width_bucket``), quartiles
-(``percentile_cont``) and whisker ends, category counts. The drawing is
-matplotlib's own (``Axes.hist`` with the counts as weights, ``Axes.bxp``,
-``Axes.bar``, ``Axes.pie``), so a histogram has the bins ``numpy.histogram``
-gives for the same column: equal widths from min to max, the last bin
-closed. matplotlib is optional; without it the cell says how to install it.
-Each function returns the matplotlib Axes.
+Only the aggregates cross the wire: bin counts, quartiles and whisker ends,
+category counts, and the outliers of a boxplot. The numbers are JupySQL's
+for the same data (its bins and its ``percentile_disc`` quartiles), so a
+notebook's figures do not change when it moves here; matplotlib draws them
+(``Axes.bar``, ``Axes.bxp``, ``Axes.pie``) and is optional: without it the
+cell says how to install it. Each function returns the matplotlib Axes.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ __all__ = [
 #: JupySQL's default number of bins.
 DEFAULT_BINS = 50
 #: At most this many outliers per column are fetched for a boxplot.
-FLIERS_MAX = 1000
+FLIERS_MAX = 10_000
 
 
 def _pyplot() -> Any:
@@ -47,37 +46,40 @@ def _axes(ax: Any) -> Any:
 
 @dataclass(frozen=True)
 class Histogram:
-    """A column's histogram: ``edges`` (bins + 1 floats) and ``counts`` (bins ints)."""
+    """A histogram as JupySQL draws it: bar ``centers``, their ``counts``, one ``width``."""
 
-    edges: list[float]
+    centers: list[float]
     counts: list[int]
+    width: float
 
 
 def histogram_counts(conn: Any, source: Source, column: str, bins: int) -> Histogram:
-    """Bin counts as numpy.histogram would give them, computed by the server."""
-    if bins < 1:
-        raise SqlcmdError(f"--bins needs a positive number, not {bins}")
+    """JupySQL's bins, counted by the server.
+
+    JupySQL (after ggplot) spaces ``bins`` bar centres (max - min) / (bins - 1)
+    apart, on multiples of that width, and counts each value into the centre
+    nearest to it, a value halfway between two going to the lower one
+    (right-closed intervals); empty bins get no bar. The same SQL arithmetic
+    here gives the same counts.
+    """
+    if bins < 2:
+        raise SqlcmdError(f"--bins needs 2 or more bins, not {bins}")
     col = ident(column)
     low, high, count = conn.execute(
-        source.query(f"SELECT min({col})::float8, max({col})::float8, count({col}) FROM {{rel}}")
+        source.query(f"SELECT min({col}), max({col}), count({col}) FROM {{rel}}")
     ).fetchone()
     if not count:
         raise SqlcmdError(f"{column} of {source.label} has no values to plot (all NULL or empty)")
-    if low == high:  # numpy's choice for a constant column: a range of width 1 around it
-        low, high = low - 0.5, high + 0.5
-    width = (high - low) / bins
-    edges = [low + i * width for i in range(bins)] + [high]
+    width = (float(high) - float(low)) / (bins - 1)
+    if width == 0:  # one value only: one bar
+        return Histogram([float(low)], [int(count)], 1.0)
     rows = conn.execute(
         source.query(
-            f"SELECT least(width_bucket({col}::float8, {low!r}::float8, {high!r}::float8, "
-            f"{bins}), {bins}) AS b, count(*) FROM {{rel}} WHERE {col} IS NOT NULL "
-            "GROUP BY b ORDER BY b"
+            f"SELECT ceiling({col} / {width!r} - 0.5) * {width!r} AS bin, count(*) "
+            f"FROM {{rel}} WHERE {col} IS NOT NULL GROUP BY bin ORDER BY bin"
         )
     ).fetchall()
-    counts = [0] * bins
-    for bucket, n in rows:
-        counts[bucket - 1] = int(n)
-    return Histogram(edges, counts)
+    return Histogram([float(b) for b, _ in rows], [int(n) for _, n in rows], width)
 
 
 def histogram(
@@ -87,7 +89,7 @@ def histogram(
     ax = _axes(ax)
     for column in columns:
         hist = histogram_counts(conn, source, column, bins)
-        ax.hist(hist.edges[:-1], bins=hist.edges, weights=hist.counts, label=column, alpha=0.8)
+        ax.bar(hist.centers, hist.counts, width=hist.width, align="center", label=column)
     ax.set_title(f"{', '.join(repr(c) for c in columns)} from {source.label!r}")
     ax.set_xlabel(columns[0] if len(columns) == 1 else "")
     ax.set_ylabel("Count")
@@ -97,29 +99,35 @@ def histogram(
 
 
 def box_stats(conn: Any, source: Source, column: str) -> dict[str, Any]:
-    """matplotlib's boxplot statistics (1.5 IQR whiskers), computed by the server."""
+    """The boxplot statistics JupySQL computes, by the server.
+
+    Quartiles are ``percentile_disc`` (values of the column, as JupySQL's);
+    whiskers reach the furthest value within 1.5 IQR of the box, never inside
+    it; values beyond them are the fliers (at most FLIERS_MAX are drawn).
+    """
     col = ident(column)
-    row = conn.execute(
+    quartiles, mean = conn.execute(
         source.query(
-            f"SELECT percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY {col}), "
+            f"SELECT percentile_disc(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY {col}), "
             f"avg({col})::float8 FROM {{rel}}"
         )
     ).fetchone()
-    quartiles, mean = row
     if quartiles is None or quartiles[0] is None:
         raise SqlcmdError(f"{column} of {source.label} has no values to plot (all NULL or empty)")
     q1, med, q3 = (float(q) for q in quartiles)
     reach = 1.5 * (q3 - q1)
     lo, hi = q1 - reach, q3 + reach
-    whislo, whishi = conn.execute(
+    low_end, high_end = conn.execute(
         source.query(
             f"SELECT min({col}) FILTER (WHERE {col} >= {lo!r})::float8, "
             f"max({col}) FILTER (WHERE {col} <= {hi!r})::float8 FROM {{rel}}"
         )
     ).fetchone()
+    whislo = q1 if low_end is None or low_end > q1 else low_end
+    whishi = q3 if high_end is None or high_end < q3 else high_end
     fliers = conn.execute(
         source.query(
-            f"SELECT {col}::float8 FROM {{rel}} WHERE {col} < {lo!r} OR {col} > {hi!r} "
+            f"SELECT {col}::float8 FROM {{rel}} WHERE {col} < {whislo!r} OR {col} > {whishi!r} "
             f"LIMIT {FLIERS_MAX}"
         )
     ).fetchall()

@@ -122,10 +122,13 @@ def _describe(conn: Any, source: Source) -> list[tuple[str, int]]:
 def profile(conn: Any, source: Source) -> Any:
     """JupySQL's profile: the statistics of every column, computed by the server.
 
-    Numbers get count, unique, mean, std (sample, as pandas), min, quartiles
-    (percentile_cont: interpolated, as pandas) and max; other columns get
-    count, unique, top (the most frequent value, as text; ties go to the
-    smallest) and freq. What does not apply is NaN.
+    Numbers get count, unique, mean, std, min, quartiles and max, the way
+    JupySQL computes them (std of the population, ``stddev_pop``; quartiles
+    that are values of the column, ``percentile_disc``), so the numbers match
+    its profile; other columns get count, unique, top (the most frequent
+    value, as text; ties go to the smallest) and freq. What does not apply
+    is NaN. ``numeric`` columns count as numbers (JupySQL shows top and freq
+    for them instead).
     """
     import pandas as pd
 
@@ -140,10 +143,10 @@ def profile(conn: Any, source: Source) -> Any:
                 f"count({col})",
                 f"count(DISTINCT {col})",
                 f"avg({col})::float8",
-                f"stddev_samp({col})::float8",
-                f"min({col})::float8",
-                f"percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY {col})",
-                f"max({col})::float8",
+                f"stddev_pop({col})::float8",
+                f"min({col})",
+                f"percentile_disc(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY {col})",
+                f"max({col})",
             ]
         else:
             selects += [f"count({col})", f"count(DISTINCT {col}::text)"]

@@ -1,8 +1,11 @@
-"""%sqlcmd and %sqlplot through a real shell, checked against pandas and numpy on the same data.
+"""%sqlcmd and %sqlplot through a real shell, checked against JupySQL and numpy on the same data.
 
-The statistics are computed by the server; each test fetches the same rows
-with %sql and lets pandas (describe) or numpy (histogram) compute what
-JupySQL's users expect, so the comparison is with the tools they know.
+The statistics are computed by the server. The reference is JupySQL itself:
+``JUPYSQL`` holds what JupySQL 0.11.1 (with psycopg2, PostgreSQL 18) gave
+for the rows of the ``measured`` table, run once in a separate environment
+(JupySQL is never installed next to the package). Where numpy computes the
+same statistic (population std, ``inverted_cdf`` percentiles, which are
+``percentile_disc``), the test also fetches the rows and asks numpy.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 
 import matplotlib
-import matplotlib.cbook
 import matplotlib.pyplot
 import numpy as np
 import psycopg
@@ -20,6 +22,30 @@ import pytest
 from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
 
 from lunepool_magic.notebook.sqlcmd import PROFILE_ROWS
+
+#: JupySQL 0.11.1 on the `measured` rows: %sqlplot histogram bar heights and
+#: %sqlcmd profile / %sqlplot boxplot statistics.
+JUPYSQL = {
+    ("amount", 7): [44, 85, 79, 84, 84, 79, 45],
+    ("amount", 10): [29, 55, 54, 55, 60, 54, 54, 55, 54, 30],
+    ("id", 7): [41, 83, 83, 84, 83, 83, 43],
+    "profile": {
+        "id": {"mean": 250.5, "std": 144.3373, "min": 1, "25%": 125, "50%": 250, "75%": 375},
+        "amount": {"mean": 50.028, "std": 29.1317, "25%": 25, "50%": 50, "75%": 75},
+        "skew": {"unique": 49, "mean": 47.488, "std": 30.3434, "25%": 22, "50%": 48, "75%": 73},
+    },
+    "boxplot skew": {"q1": 22, "med": 48, "q3": 73, "whislo": 0, "whishi": 96},
+}
+
+
+@pytest.fixture
+def measured(ip: Shell) -> str:
+    """The rows JupySQL was run on (see JUPYSQL)."""
+    ip.ok(
+        "%sql CREATE TEMP TABLE measured AS SELECT g AS id, ((g * 37) % 101)::float8 AS amount, "
+        "(g * g % 97)::int AS skew FROM generate_series(1, 500) g"
+    )
+    return "measured"
 
 
 @pytest.fixture
@@ -63,14 +89,34 @@ def test_columns_of_a_missing_table(ip: Shell) -> None:
     assert "there is no table no_such_table_here (%sqlcmd tables lists them)" in run.text
 
 
-def test_profile_matches_pandas_describe(ip: Shell, sales: str) -> None:
-    profile = ip.value(f"%sqlcmd profile --table {sales}")
+def test_profile_matches_jupysqls_numbers(ip: Shell, measured: str) -> None:
+    profile = ip.value(f"%sqlcmd profile --table {measured}")
     assert list(profile.index) == PROFILE_ROWS
+    for column, stats in JUPYSQL["profile"].items():  # type: ignore[union-attr]
+        for stat, expected in stats.items():
+            assert math.isclose(float(profile.loc[stat, column]), expected, abs_tol=1e-4), (
+                column,
+                stat,
+            )
+        assert math.isnan(profile.loc["top", column])
+
+
+def test_profile_matches_numpy_on_the_same_rows(ip: Shell, sales: str) -> None:
+    profile = ip.value(f"%sqlcmd profile --table {sales}")
     data = ip.value(f"%sql SELECT * FROM {sales}")
-    amount = data["amount"].astype(float).describe()
-    for stat in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
-        assert math.isclose(float(profile.loc[stat, "amount"]), amount[stat], rel_tol=1e-9), stat
-    assert profile.loc["unique", "amount"] == data["amount"].nunique()
+    amount = data["amount"].astype(float).to_numpy()
+    expected = {
+        "count": len(amount),
+        "unique": len(set(amount)),
+        "mean": amount.mean(),
+        "std": amount.std(ddof=0),
+        "min": amount.min(),
+        "max": amount.max(),
+    }
+    for q, name in ((25, "25%"), (50, "50%"), (75, "75%")):
+        expected[name] = np.percentile(amount, q, method="inverted_cdf")
+    for stat, value in expected.items():
+        assert math.isclose(float(profile.loc[stat, "amount"]), value, rel_tol=1e-9), stat
     note = data["note"].describe()  # count, unique, top, freq (non-null only)
     assert profile.loc["count", "note"] == note["count"]
     assert profile.loc["unique", "note"] == note["unique"]
@@ -125,34 +171,36 @@ def test_bad_arguments_are_one_line(ip: Shell) -> None:
 # ------------------------------------------------------------------ sqlplot
 
 
-def test_histogram_counts_match_numpy(ip: Shell, sales: str) -> None:
+@pytest.mark.parametrize(("column", "bins"), [("amount", 7), ("amount", 10), ("id", 7)])
+def test_histogram_bars_match_jupysqls(ip: Shell, measured: str, column: str, bins: int) -> None:
     matplotlib.use("Agg")
-    ax = ip.value(f"%sqlplot histogram --table {sales} --column amount --bins 7")
-    data = ip.value(f"%sql SELECT amount FROM {sales}")["amount"].astype(float)
-    counts, edges = np.histogram(data, bins=7)
-    heights = [patch.get_height() for patch in ax.patches]
-    assert heights == list(counts)
-    lefts = [patch.get_x() for patch in ax.patches]
-    assert np.allclose(lefts, edges[:-1])
+    ax = ip.value(f"%sqlplot histogram --table {measured} --column {column} --bins {bins}")
+    assert [patch.get_height() for patch in ax.patches] == JUPYSQL[(column, bins)]
+    low, high = (0, 100) if column == "amount" else (1, 500)
+    width = (high - low) / (bins - 1)
+    centers = [patch.get_x() + patch.get_width() / 2 for patch in ax.patches]
+    assert np.allclose(centers, [round(low / width + k) * width for k in range(bins)])
     matplotlib.pyplot.close("all")
 
 
-def test_boxplot_quartiles_match_numpy(ip: Shell, sales: str) -> None:
+def test_boxplot_matches_jupysql_and_numpy(ip: Shell, measured: str) -> None:
     matplotlib.use("Agg")
     from lunepool_magic.notebook.plots import box_stats
     from lunepool_magic.notebook.sqlcmd import source_for
 
-    ax = ip.value(f"%sqlplot boxplot --table {sales} --column amount")
-    assert ax.get_title() == f"'amount' from '{sales}'"
+    ax = ip.value(f"%sqlplot boxplot --table {measured} --column skew")
+    assert ax.get_title() == f"'skew' from '{measured}'"
     stats = ip.session().call(
-        lambda conn: box_stats(conn, source_for(sales, None, None), "amount"),
+        lambda conn: box_stats(conn, source_for(measured, None, None), "skew"),
         timeout=5,
         what="test",
     )[0]
-    data = ip.value(f"%sql SELECT amount FROM {sales}")["amount"].astype(float)
-    expected = matplotlib.cbook.boxplot_stats(data.to_numpy())[0]
-    for key in ("q1", "med", "q3", "whislo", "whishi", "mean"):
-        assert math.isclose(stats[key], expected[key]), key
+    for key, value in JUPYSQL["boxplot skew"].items():  # type: ignore[union-attr]
+        assert stats[key] == value, key
+    data = ip.value(f"%sql SELECT skew FROM {measured}")["skew"].to_numpy()
+    q1, med, q3 = np.percentile(data, [25, 50, 75], method="inverted_cdf")
+    assert (stats["q1"], stats["med"], stats["q3"]) == (q1, med, q3)
+    assert math.isclose(stats["mean"], data.mean())
     matplotlib.pyplot.close("all")
 
 
