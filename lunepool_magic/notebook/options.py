@@ -179,10 +179,10 @@ OPTIONS: tuple[Option, ...] = (
         "list connections and pool numbers",
     ),
     Option(
-        ("--section",),
+        ("--section", "-s"),
         "section",
         "label",
-        "connect to a section of ~/.jupysql/connections.ini, or a libpq service",
+        "connect to a ~/.jupysql/connections.ini section, or a libpq service",
         "NAME",
     ),
     Option(
@@ -234,9 +234,9 @@ OPTIONS: tuple[Option, ...] = (
         "flag",
         "with --persist: leave the DataFrame's index out, named levels too",
     ),
-    Option(("--save",), "save", "name", "keep the cell's query as snippet NAME", "NAME"),
-    Option(("--no-execute",), "no_execute", "flag", "with --save: store it, do not run it"),
-    Option(("--with",), "with_snippet", "name", "put snippet NAME in front as a CTE", "NAME"),
+    Option(("--save", "-S"), "save", "name", "keep the cell's query as snippet NAME", "NAME"),
+    Option(("--no-execute", "-N"), "no_execute", "flag", "with --save: store it, do not run it"),
+    Option(("--with", "-w"), "with_snippet", "name", "put snippet NAME in front as a CTE", "NAME"),
     Option(("--file", "-f"), "file", "path", "run the SQL in FILE (parameters apply)", "FILE"),
     Option(
         ("--interact",),
