@@ -225,8 +225,8 @@ class JupySQLMagics(Magics):
 
             %sqlplot histogram --table T --column C [C ...] [--bins N] [--with SNIPPET]
             %sqlplot boxplot --table T --column C [C ...]
-            %sqlplot bar --table T --column C [--orient h]
-            %sqlplot pie --table T --column C
+            %sqlplot bar --table T --column C [HEIGHTS] [--orient h] [--show-numbers]
+            %sqlplot pie --table T --column C [SIZES] [--show-numbers]
         """
         from lunepool_magic.notebook import plots
 
@@ -245,13 +245,15 @@ class JupySQLMagics(Magics):
                 )
             if kind == "boxplot":
                 return self._call(lambda conn: plots.boxplot(conn, source, args.column), "%sqlplot")
-            if len(args.column) > 1:
-                raise UsageError(f"%sqlplot {kind} takes one --column")
+            numbers = args.show_numbers
             if kind == "bar":
                 return self._call(
-                    lambda conn: plots.bar(conn, source, args.column[0], args.orient), "%sqlplot"
+                    lambda conn: plots.bar(conn, source, args.column, args.orient, numbers),
+                    "%sqlplot",
                 )
-            return self._call(lambda conn: plots.pie(conn, source, args.column[0]), "%sqlplot")
+            return self._call(
+                lambda conn: plots.pie(conn, source, args.column, numbers), "%sqlplot"
+            )
         except (SqlcmdError, SnippetError) as exc:
             raise UsageError(str(exc)) from None
 

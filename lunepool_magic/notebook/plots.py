@@ -152,37 +152,62 @@ def boxplot(conn: Any, source: Source, columns: list[str], ax: Any = None) -> An
     return ax
 
 
-def category_counts(conn: Any, source: Source, column: str) -> tuple[list[str], list[int]]:
-    """(value as text, rows) per value of ``column``, in the column's order, NULL last."""
-    col = ident(column)
-    rows = conn.execute(
-        source.query(
-            f"SELECT {col}::text, count(*) FROM {{rel}} GROUP BY {col} ORDER BY {col} NULLS LAST"
+def category_counts(conn: Any, source: Source, columns: list[str]) -> tuple[list[str], list[Any]]:
+    """Labels and heights for a bar or pie chart, without NULLs (as JupySQL leaves them out).
+
+    One column: rows per value, in the column's order. Two: labels from the
+    first and heights from the second, one bar per row.
+    """
+    if len(columns) not in (1, 2):
+        raise SqlcmdError("bar and pie take one --column (counted) or two (labels, heights)")
+    label = ident(columns[0])
+    if len(columns) == 1:
+        body = (
+            f"SELECT {label}::text, count(*) FROM {{rel}} WHERE {label} IS NOT NULL "
+            f"GROUP BY {label} ORDER BY {label}"
         )
-    ).fetchall()
-    return ["NULL" if v is None else v for v, _ in rows], [int(n) for _, n in rows]
-
-
-def bar(conn: Any, source: Source, column: str, orient: str = "v", ax: Any = None) -> Any:
-    """``%sqlplot bar``: rows per value of ``column``."""
-    labels, counts = category_counts(conn, source, column)
-    ax = _axes(ax)
-    if orient == "h":
-        ax.barh(labels, counts)
-        ax.set_ylabel(column)
-        ax.set_xlabel("Count")
     else:
-        ax.bar(labels, counts)
-        ax.set_xlabel(column)
-        ax.set_ylabel("Count")
-    ax.set_title(f"{column!r} from {source.label!r}")
+        height = ident(columns[1])
+        body = (
+            f"SELECT {label}::text, {height} FROM {{rel}} "
+            f"WHERE {label} IS NOT NULL AND {height} IS NOT NULL"
+        )
+    rows = conn.execute(source.query(body)).fetchall()
+    return [v for v, _ in rows], [n for _, n in rows]
+
+
+def bar(
+    conn: Any,
+    source: Source,
+    columns: list[str],
+    orient: str = "v",
+    show_numbers: bool = False,
+    ax: Any = None,
+) -> Any:
+    """``%sqlplot bar``: rows per value of a column (or heights from a second column)."""
+    labels, heights = category_counts(conn, source, columns)
+    ax = _axes(ax)
+    value_label = columns[1] if len(columns) == 2 else "Count"
+    if orient == "h":
+        bars = ax.barh(labels, heights)
+        ax.set_ylabel(columns[0])
+        ax.set_xlabel(value_label)
+    else:
+        bars = ax.bar(labels, heights)
+        ax.set_xlabel(columns[0])
+        ax.set_ylabel(value_label)
+    if show_numbers:
+        ax.bar_label(bars)
+    ax.set_title(f"{columns[0]!r} from {source.label!r}")
     return ax
 
 
-def pie(conn: Any, source: Source, column: str, ax: Any = None) -> Any:
-    """``%sqlplot pie``: the share of rows per value of ``column``."""
-    labels, counts = category_counts(conn, source, column)
+def pie(
+    conn: Any, source: Source, columns: list[str], show_numbers: bool = False, ax: Any = None
+) -> Any:
+    """``%sqlplot pie``: the share of rows per value (or of a second column's values)."""
+    labels, sizes = category_counts(conn, source, columns)
     ax = _axes(ax)
-    ax.pie(counts, labels=labels)
-    ax.set_title(f"{column!r} from {source.label!r}")
+    ax.pie(sizes, labels=labels, autopct="%1.2f%%" if show_numbers else None)
+    ax.set_title(f"{columns[0]!r} from {source.label!r}")
     return ax

@@ -207,14 +207,30 @@ def test_boxplot_matches_jupysql_and_numpy(ip: Shell, measured: str) -> None:
 def test_bar_and_pie_count_per_value(ip: Shell, sales: str) -> None:
     matplotlib.use("Agg")
     regions = ip.value(f"%sql SELECT region FROM {sales}")["region"]
-    data = regions.fillna("NULL").value_counts()  # NULL is a bar of its own, drawn last
-    data = data.reindex([*sorted(set(data.index) - {"NULL"}), "NULL"])
+    assert regions.isna().any()
+    data = regions.value_counts().sort_index()  # NULLs left out, as JupySQL does
     ax = ip.value(f"%sqlplot bar --table {sales} --column region")
     assert [p.get_height() for p in ax.patches] == list(data)
     assert [t.get_text() for t in ax.get_xticklabels()] == list(data.index)
     matplotlib.pyplot.close("all")
-    ax = ip.value(f"%sqlplot pie --table {sales} --column region")
-    assert [t.get_text() for t in ax.texts] == list(data.index)
+    ax = ip.value(f"%sqlplot pie --table {sales} --column region --show-numbers")
+    shares = [f"{100 * n / data.sum():.2f}%" for n in data]
+    assert [t.get_text() for t in ax.texts] == [*data.index, *shares]
+    matplotlib.pyplot.close("all")
+    ax = ip.value(f"%sqlplot bar --table {sales} --column region --show-numbers --orient h")
+    assert [t.get_text() for t in ax.texts] == [str(n) for n in data]
+    matplotlib.pyplot.close("all")
+
+
+def test_bar_with_a_column_of_heights(ip: Shell) -> None:
+    matplotlib.use("Agg")
+    ip.ok(
+        "%sql CREATE TEMP TABLE sizes AS "
+        "SELECT * FROM (VALUES ('x', 3), ('y', NULL), ('z', 5)) v(k, n)"
+    )
+    ax = ip.value("%sqlplot bar --table sizes --column k n")
+    assert sorted(p.get_height() for p in ax.patches) == [3, 5]
+    assert ax.get_ylabel() == "n"
     matplotlib.pyplot.close("all")
 
 

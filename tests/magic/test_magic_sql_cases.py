@@ -69,7 +69,8 @@ CASES = [
     ("modulo without parameters", "%sql SELECT 10 % 3 AS v", {}, 1),
     ("modulo with parameters", "%sql SELECT 10 % :d AS v", {"d": 4}, 2),
     ("LIKE with parameters", "%sql SELECT 'hello' LIKE 'he%' AND :p = 1 AS v", {"p": 1}, True),
-    ("braces", "%sql SELECT '{x}' || '{{y}}' || '{% z %}' AS v", {"x": 1}, "{x}{{y}}{% z %}"),
+    # {x} stays as typed; {{y}} is a JupySQL template (issue 18), its value bound as text.
+    ("braces", "%sql SELECT '{x}' || '{{y}}' AS v", {"x": 1, "y": "Y"}, "{x}Y"),
     (
         "last result of several",
         "%%sql\nSELECT 'a' AS v;\nSELECT 'b' AS w;;;\n",
