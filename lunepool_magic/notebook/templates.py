@@ -84,6 +84,9 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     """Render the template ``text`` with ``namespace``; values become bound parameters."""
     import jinja2
 
+    text, comments = _hide_comments(text)
+    if not is_template(text):  # the braces were all in comments
+        return Rendered(_show_comments(text, comments), {})
     values: list[Any] = []
     expressions = _expressions(text)
     if any(not re.search(r"[A-Za-z_]", e) for e in expressions):
@@ -113,7 +116,34 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
         ) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template: {exc.message} (no variable of that name)") from None
-    return _bind(rendered, values, expressions)
+    return _bind(_show_comments(rendered, comments), values, expressions)
+
+
+# A comment while it is out of Jinja's sight: its number between two \x01.
+_HIDDEN_RE = re.compile(r"\x01(\d+)\x01")
+
+
+def _hide_comments(text: str) -> tuple[str, list[str]]:
+    """``text`` with its SQL comments replaced by numbered stand-ins, and the comments.
+
+    Braces in a comment are not a template (a commented-out ``{{ x }}`` must
+    not need ``x``); what is in a comment never reaches a result anyway.
+    """
+    comments: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        if match.lastgroup != "comment":
+            return match.group()
+        comments.append(match.group())
+        return f"\x01{len(comments) - 1}\x01"
+
+    return _LEXEME_RE.sub(hide, text), comments
+
+
+def _show_comments(text: str, comments: list[str]) -> str:
+    if not comments:
+        return text
+    return _HIDDEN_RE.sub(lambda m: comments[int(m.group(1))], text)
 
 
 def _expressions(text: str) -> list[str]:

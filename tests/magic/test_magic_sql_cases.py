@@ -142,11 +142,15 @@ def test_text_inside_strings_and_comments_reaches_the_server_untouched(
     ip: Shell, content: str
 ) -> None:
     ip.user_ns.pop("x", None)  # a :x inside must not need a variable
+    # {{ and {% in a string or a dollar quote are a JupySQL template (issue 18);
+    # in a comment they stay as typed.
+    template = "{{" in content or "{%" in content or "{#" in content
     quoted = content.replace("'", "''")
-    frame = ip.value(f"%%sql\nSELECT '{quoted}' AS v")
-    assert frame.iat[0, 0] == content
+    if not template:
+        frame = ip.value(f"%%sql\nSELECT '{quoted}' AS v")
+        assert frame.iat[0, 0] == content
     tag = "$lpm$"
-    if tag not in content and not content.endswith("$lpm"):
+    if tag not in content and not content.endswith("$lpm") and not template:
         assert ip.scalar(f"%%sql\nSELECT {tag}{content}{tag} AS v") == content
     line_comment = content.replace("\n", " ")
     assert ip.scalar(f"%%sql\nSELECT 7 AS v -- {line_comment}") == 7

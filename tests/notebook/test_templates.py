@@ -84,3 +84,10 @@ def test_array_literals_and_undefined_names_are_clear_errors() -> None:
 def test_is_template() -> None:
     assert is_template("SELECT {{ x }}") and is_template("{% if a %}1{% endif %}")
     assert not is_template("SELECT '{x}', '$x', '{\"a\": {\"b\": 1}}'")
+
+
+def test_braces_in_comments_are_not_a_template() -> None:
+    text = "SELECT 1 -- {{ gone }} {% if %}\n/* {{ also_gone }} */"
+    assert render(text, {}) == (text, {})
+    out = render("SELECT {{ n }} -- {{ not_needed }}", {"n": 1})
+    assert out.sql == "SELECT :__tpl_0 -- {{ not_needed }}"
