@@ -317,8 +317,21 @@ def load(shell: InteractiveShell, sql: LunepoolMagic) -> str | None:
     shell.register_magics(magics)
     settings = SqlMagic(sql, parent=shell)
     shell.configurables.append(settings)
-    sql._jupysql = (magics, settings)  # type: ignore[attr-defined]
+    handles_key_errors = not shell.custom_exceptions  # another extension's handler stays
+    if handles_key_errors:
+        shell.set_custom_exc((KeyError,), _key_error)
+    sql._jupysql = (magics, settings, handles_key_errors)  # type: ignore[attr-defined]
     return None
+
+
+def _key_error(shell: Any, etype: Any, value: Any, tb: Any, tb_offset: Any = None) -> list[str]:
+    """JupySQL's ``result[0][0]`` on a DataFrame: one line naming ``.iat``; else the traceback."""
+    hint = compat.resultset_hint(value, tb)
+    if hint is not None:
+        # IPython's hook for an exception that renders itself: the line, not pandas' frames.
+        value._render_traceback_ = lambda: [hint]
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    return [hint] if hint is not None else []
 
 
 def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
@@ -326,7 +339,7 @@ def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
     registered = getattr(sql, "_jupysql", None)
     if registered is None:
         return
-    magics, settings = registered
+    magics, settings, handles_key_errors = registered
     manager = shell.magics_manager
     manager.registry.pop(type(magics).__name__, None)
     for kind in ("line", "cell"):
@@ -336,4 +349,6 @@ def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
                 del table[name]
     if settings in shell.configurables:
         shell.configurables.remove(settings)
+    if handles_key_errors and shell.custom_exceptions == (KeyError,):
+        shell.set_custom_exc((), None)
     del sql._jupysql  # type: ignore[attr-defined]

@@ -8,11 +8,12 @@ rows of :mod:`lunepool_magic.notebook.options`):
   the equivalent. :func:`apply_setting` turns one assignment into the
   changes to make and the line to print.
 * The ResultSet API (``result.DataFrame()``, ``.dict()``, ``.dicts()``,
-  ``.csv()``, ``.PolarsDataFrame()``): results are pandas DataFrames, and
-  these methods are registered on DataFrame with pandas' accessor API (no
-  subclass, so pandas' own behaviour is untouched). Indexing and iteration
-  are pandas' (``result[0][0]`` is ``df.iat[0, 0]`` there; ``for row in
-  df`` gives column names); the README and the tutorial say so.
+  ``.csv()``, ``.PolarsDataFrame()``, ``.pie()``, ``.bar()``): results are
+  pandas DataFrames, and these methods are registered on DataFrame with
+  pandas' accessor API (no subclass, so pandas' own behaviour is untouched).
+  Indexing, iteration and ``.plot()`` are pandas' (``result[0][0]`` is
+  ``df.iat[0, 0]`` there, and :func:`resultset_hint` says so when it fails;
+  ``for row in df`` gives column names); the README and the tutorial say so.
 * ``--section NAME``: a section of JupySQL's connections file, as a
   conninfo; without one, libpq's own service of that name.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "SettingChange",
     "apply_setting",
     "register_resultset_methods",
+    "resultset_hint",
     "section_target",
     "sqlalchemy_url",
 ]
@@ -233,6 +235,32 @@ def sqlalchemy_url(value: Any) -> str | None:
 _registered = False
 
 
+def resultset_hint(error: BaseException, tb: Any) -> str | None:
+    """The line for JupySQL's ``result[0][0]`` on a DataFrame, or None for any other error.
+
+    In JupySQL ``result[0]`` is the first row; on a DataFrame it looks up a
+    column named 0 and raises KeyError. Only that KeyError (an int key, raised
+    in DataFrame.__getitem__) gets this line instead of pandas' traceback.
+    """
+    if not isinstance(error, KeyError) or len(error.args) != 1:
+        return None
+    key = error.args[0]
+    if not isinstance(key, int) or isinstance(key, bool):
+        return None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "__getitem__" and type(frame.f_locals.get("self")).__name__ == (
+            "DataFrame"
+        ):
+            return (
+                f"KeyError: {key}: the result is a pandas DataFrame, where [{key}] is the "
+                f"column named {key}; JupySQL's result[{key}][0] is result.iat[{key}, 0] "
+                f"here (result.iloc[{key}] is row {key})"
+            )
+        tb = tb.tb_next
+    return None
+
+
 def register_resultset_methods() -> None:
     """Give DataFrames JupySQL's ResultSet methods, once per process, via pandas' accessors."""
     global _registered
@@ -299,7 +327,45 @@ class _AsCsv(_Accessor):
         return self._frame.to_csv(filename, **kwargs)
 
 
+def _labels_and_values(frame: Any, sep: str) -> tuple[list[str], Any, str]:
+    """The last column as values, the others joined by ``sep`` as labels (JupySQL's layout)."""
+    if frame.shape[1] < 2:
+        raise ValueError("pie() and bar() need a column of labels and a column of values")
+    labels = frame.iloc[:, :-1].astype(str).agg(sep.join, axis=1).tolist()
+    return labels, frame.iloc[:, -1], str(frame.columns[-1])
+
+
+class _Pie(_Accessor):
+    """``result.pie()``: a pie of the last column, labelled by the others, on the current Axes."""
+
+    def __call__(self, key_word_sep: str = " ", title: str | None = None, **kwargs: Any) -> Any:
+        import matplotlib.pyplot as plt
+
+        labels, values, name = _labels_and_values(self._frame, key_word_sep)
+        ax = plt.gca()
+        ax.pie(values, labels=labels, **kwargs)
+        ax.set_title(title or name)
+        return ax
+
+
+class _Bar(_Accessor):
+    """``result.bar()``: bars of the last column, labelled by the others, on the current Axes."""
+
+    def __call__(self, key_word_sep: str = " ", title: str | None = None, **kwargs: Any) -> Any:
+        import matplotlib.pyplot as plt
+
+        labels, values, name = _labels_and_values(self._frame, key_word_sep)
+        ax = plt.gca()
+        ax.bar(range(len(labels)), values, **kwargs)
+        ax.set_xticks(range(len(labels)), labels, rotation=45)
+        ax.set_ylabel(name)
+        ax.set_title(title or name)
+        return ax
+
+
 _ACCESSORS: dict[str, type[_Accessor]] = {
+    "pie": _Pie,
+    "bar": _Bar,
     "DataFrame": _AsDataFrame,
     "PolarsDataFrame": _AsPolars,
     "dict": _AsDict,

@@ -220,6 +220,12 @@ def _code(
         following = _MARK_RE.sub("0", text[mark.end() :])
         value = values[index]
         expr = what(index)
+        if not preceding.strip() or preceding.rstrip().endswith(";"):
+            raise TemplateError(
+                f"{{{{ {expr} }}}} starts the statement, and a bound value cannot be SQL: "
+                f"write {{{{ {expr} | unsafe_sql }}}} to run the text it holds (unsafe: only "
+                "for text you wrote yourself), or save the query: %%sql --save NAME"
+            )
         if _NAME_BEFORE_RE.search(preceding[-40:]) or following.startswith("."):
             raise TemplateError(
                 f"{{{{ {expr} }}}} stands where a name goes, and values are bound as "

@@ -144,3 +144,43 @@ def test_persist_into_a_schema(ip: Shell, table_name: str) -> None:
 def test_no_index_without_persist_is_an_error(ip: Shell) -> None:
     run = ip.fail("%sql --no-index SELECT 1")
     assert "--no-index goes with --persist VAR: %sql --persist df --no-index" in run.text
+
+
+def test_regression_result_zero_zero_names_iat_not_a_bare_key_error(ip: Shell) -> None:
+    # Issue 18: JupySQL's result[0][0] is the first value; on a DataFrame it is column 0.
+    ip.ok("result = %sql SELECT 42 AS answer")
+    run = ip.fail("result[0][0]")
+    assert (
+        "KeyError: 0: the result is a pandas DataFrame, where [0] is the column named 0; "
+        "JupySQL's result[0][0] is result.iat[0, 0] here (result.iloc[0] is row 0)"
+    ) in run.text
+    assert ip.value("result.iat[0, 0]") == 42
+    # Any other KeyError keeps its traceback.
+    run = ip.fail("{}['missing']")
+    assert "KeyError" in run.text and "result.iat" not in run.text
+
+
+def test_unload_removes_the_key_error_handler(ip: Shell) -> None:
+    assert ip.shell.custom_exceptions == (KeyError,)
+    ip.ok("%unload_ext lunepool_magic")
+    assert ip.shell.custom_exceptions == ()
+    ip.ok("%load_ext lunepool_magic")
+
+
+def test_resultset_pie_and_bar_draw_the_last_column(ip: Shell) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ip.ok("result = %sql SELECT * FROM (VALUES ('a', 'x', 2), ('b', 'y', 3)) v(k1, k2, n)")
+    plt.figure()
+    ax = ip.value("result.bar()")
+    assert [p.get_height() for p in ax.patches] == [2, 3]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a x", "b y"]
+    assert ax.get_title() == "n"
+    plt.close("all")
+    plt.figure()
+    ax = ip.value("result.pie(key_word_sep='/')")
+    assert [t.get_text() for t in ax.texts] == ["a/x", "b/y"]
+    plt.close("all")

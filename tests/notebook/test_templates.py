@@ -91,3 +91,10 @@ def test_braces_in_comments_are_not_a_template() -> None:
     assert render(text, {}) == (text, {})
     out = render("SELECT {{ n }} -- {{ not_needed }}", {"n": 1})
     assert out.sql == "SELECT :__tpl_0 -- {{ not_needed }}"
+
+
+def test_a_whole_query_in_a_value_needs_unsafe_sql() -> None:
+    with pytest.raises(TemplateError, match=r"write \{\{ QUERY \| unsafe_sql \}\} to run the text"):
+        render("{{ QUERY }}", {"QUERY": "SELECT 1"})
+    with pytest.raises(TemplateError, match="starts the statement"):
+        render("SELECT 1; {{ QUERY }}", {"QUERY": "SELECT 2"})
