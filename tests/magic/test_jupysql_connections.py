@@ -21,6 +21,9 @@ def test_capital_a_is_alias_and_connections_lists(ip: Shell, pg_url: str) -> Non
     listing = ip.value("%sql --connections")
     assert list(listing.index) == ["first", "my-second"]
     assert listing.loc["my-second", "current"] == "*"
+    assert ip.ok("%sql first").out.startswith("Using 'first'")
+    assert ip.ok("%sql my-second").out.startswith("Using 'my-second'")
+    assert ip.magics.current_alias == "my-second"
 
 
 def test_a_bare_alias_switches_the_current_connection(ip: Shell, pg_url: str) -> None:

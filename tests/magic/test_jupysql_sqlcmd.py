@@ -101,6 +101,13 @@ def test_profile_matches_jupysqls_numbers(ip: Shell, measured: str) -> None:
         assert math.isnan(profile.loc["top", column])
 
 
+def test_profile_output_writes_html(ip: Shell, measured: str, tmp_path: object) -> None:
+    path = tmp_path / "profile.html"  # type: ignore[operator]
+    run = ip.ok(f"%sqlcmd profile --table {measured} --output {path}")
+    assert f"Wrote the profile of {measured} to {path}." in run.out
+    assert "<table" in path.read_text() and "skew" in path.read_text()
+
+
 def test_profile_matches_numpy_on_the_same_rows(ip: Shell, sales: str) -> None:
     profile = ip.value(f"%sqlcmd profile --table {sales}")
     data = ip.value(f"%sql SELECT * FROM {sales}")
