@@ -773,8 +773,11 @@ class LunepoolMagic(Magics):
         namespace: Any = self.shell.user_ns
         if local_ns is not None and local_ns is not namespace:
             namespace = ChainMap(local_ns, namespace)
-        url = compat.sqlalchemy_url(namespace.get(word))
+        value = namespace.get(word)
+        url = compat.sqlalchemy_url(value)
         if url is None:
+            if compat.is_dbapi_connection(value):
+                raise UsageError(compat.DBAPI_REFUSED.format(name=word))
             return False
         self._connect(url, word, False)
         return True

@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DBAPI_REFUSED",
     "DEFAULT_CONNECTIONS_FILE",
     "INTERACT_REFUSED",
     "SETTINGS",
     "Setting",
     "SettingChange",
     "apply_setting",
+    "is_dbapi_connection",
     "register_resultset_methods",
     "resultset_hint",
     "section_target",
@@ -211,6 +213,17 @@ def section_target(name: str, connections_file: str | None) -> tuple[str, str]:
             ) from None
         params.update(extra)
     return make_conninfo("", **{k: v for k, v in params.items() if v}), f"[{name}] of {path}"
+
+
+DBAPI_REFUSED = (
+    "{name} is a DB-API connection, which the pool cannot share: connect with its "
+    "URL instead, %sql postgresql://user@host/db --alias {name}"
+)
+
+
+def is_dbapi_connection(value: Any) -> bool:
+    """Whether ``value`` looks like a DB-API connection (JupySQL's ``%sql conn``)."""
+    return all(callable(getattr(value, name, None)) for name in ("cursor", "commit", "rollback"))
 
 
 def sqlalchemy_url(value: Any) -> str | None:

@@ -122,6 +122,8 @@ _IDENT_RE = re.compile(r"[A-Za-z_]\w*\Z")
 # postgresql:// and postgres://, also with SQLAlchemy's "+driver" (postgresql+psycopg2://):
 # URL-shaped text must never reach the SQL path, where a password would be echoed.
 _URL_RE = re.compile(r"postgres(?:ql)?(?:\+[\w.]*)?://\S*", re.IGNORECASE)
+# Any other database URL (SQLAlchemy's dialect+driver://).
+_OTHER_URL_RE = re.compile(r"[A-Za-z][\w.+-]*://")
 # One conninfo pair: key=value, value single-quoted (with \' and \\) or bare.
 _PAIR_RE = re.compile(r"[A-Za-z_]+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)(?=\s|\Z)", re.DOTALL)
 _KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
@@ -342,6 +344,12 @@ def parse_line(line: str) -> MagicLine:
             found["target"] = target
             pos = target_end
             continue
+        if _OTHER_URL_RE.match(line, pos):
+            # JupySQL's duckdb://, sqlite://, mysql://: not SQL, and not ours to connect.
+            raise OptionError(
+                "lunepool_magic connects to PostgreSQL only: %sql postgresql://user@host/db "
+                "(the URL is not repeated here because it may hold a password)"
+            )
         break  # the SQL starts here
 
     sql = line[pos:]

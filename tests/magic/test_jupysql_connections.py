@@ -124,3 +124,23 @@ def test_jupysqls_connection_arguments_are_not_taken_for_an_alias(ip: Shell, pg_
     assert not ip.magics.sessions
     run = ip.fail(f"%sql {pg_url} --creator make_conn")
     assert "--creator (a function that makes DBAPI connections) is not taken" in run.text
+
+
+def test_a_dbapi_connection_variable_names_the_url_form(ip: Shell, pg_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        ip.user_ns["conn"] = conn
+        run = ip.fail("%sql conn")
+    assert (
+        "conn is a DB-API connection, which the pool cannot share: connect with its URL "
+        "instead, %sql postgresql://user@host/db --alias conn"
+    ) in run.text
+
+
+def test_another_databases_url_says_postgresql_only(ip: Shell) -> None:
+    run = ip.fail("%sql duckdb:///:memory:")
+    assert "lunepool_magic connects to PostgreSQL only: %sql postgresql://user@host/db" in run.text
+    assert "duckdb" not in run.text.replace("%sql duckdb", "")
+    run = ip.fail("%sql mysql+pymysql://me:secret@h/db")
+    assert "secret" not in run.text
