@@ -129,13 +129,8 @@ class JupySQLMagics(Magics):
 
     def _call(self, work: Any, what: str) -> Any:
         """Run ``work(conn)`` on the current connection, as %sql runs a cell."""
-        from lunepool_magic.notebook import messages as display
-
         session = self._sql._current_session()
-        try:
-            value, cell = session.call(work, timeout=self._sql.acquire_timeout, what=what)
-        except display.SqlCellError:
-            raise
+        value, cell = session.call(work, timeout=self._sql.acquire_timeout, what=what)
         self._sql._show(cell)
         return value
 

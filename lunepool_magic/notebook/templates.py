@@ -167,8 +167,12 @@ def _bind(rendered: str, values: list[Any], expressions: list[str]) -> Rendered:
     def name_of(index: int) -> str:
         return f"{PARAMETER_PREFIX}{index}"
 
+    # The source of each bound value, for messages; only certain when no loop
+    # repeated an expression (then each {{ }} gave exactly one value).
+    sources = [e for e in expressions if not re.search(r"\|\s*(?:identifier|unsafe_sql)\b", e)]
+
     def what(index: int) -> str:
-        return expressions[min(index, len(expressions) - 1)] if expressions else "value"
+        return sources[index] if len(sources) == len(values) else "value"
 
     out: list[str] = []
     code: list[str] = []  # the code so far, strings and comments blanked
@@ -183,8 +187,6 @@ def _bind(rendered: str, values: list[Any], expressions: list[str]) -> Rendered:
             out.append(text)
         elif kind == "string":
             out.append(_string(text, values, bound, name_of))
-        elif kind == "comment":
-            out.append(_MARK_RE.sub("{{ }}", text))
         else:
             index = int(_MARK_RE.search(text).group(1))  # type: ignore[union-attr]
             where = {"qident": "a quoted name", "estring": "an E'' string"}.get(kind or "", "")
