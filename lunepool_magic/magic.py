@@ -31,8 +31,9 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Float, Int, TraitError, observe, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
+from lunepool_magic.notebook import compat
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
 from lunepool_magic.notebook.idle import DEFAULT_RELEASE_MINUTES
@@ -44,6 +45,8 @@ from lunepool_magic.notebook.options import (
     options_help,
     parse_line,
 )
+from lunepool_magic.notebook.snippets import SnippetError, Snippets
+from lunepool_magic.notebook.templates import TemplateError, is_template, render
 from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
@@ -129,6 +132,17 @@ class LunepoolMagic(Magics):
         "holds no session state (temporary tables, SET, PREPARE, LISTEN, advisory locks); "
         "the next cell reconnects. A transaction open longer gets a warning. None: never.",
     ).tag(config=True)
+    templates = Bool(
+        True,
+        help="Render cells holding {{ }} or {% %} as Jinja2 templates, every {{ value }} "
+        "bound as a server-side parameter (JupySQL's templates, made safe). False: the text "
+        "goes to the server as typed.",
+    ).tag(config=True)
+    connections_file = Unicode(
+        compat.DEFAULT_CONNECTIONS_FILE,
+        help="The connections file of --section NAME (JupySQL's format; also set by "
+        "%config SqlMagic.dsn_filename).",
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -136,6 +150,7 @@ class LunepoolMagic(Magics):
         # Cell text -> its statements, for cells without parameters (see _remember_plan).
         self._plans: dict[str, list[Any]] = {}
         self._jobs: JobTable | None = None  # background jobs, made by the first one
+        self.snippets = Snippets()  # JupySQL's --save: queries later cells name like tables
         # Kernel shutdown: cancel background jobs on the server and close the
         # pools, so the server sees clean goodbyes and any pinned transaction
         # is rolled back.
@@ -275,12 +290,23 @@ class LunepoolMagic(Magics):
         """
         try:
             if cell is None and is_plain_sql(line):
+                # `%sql one` (an alias), `%sql engine` (a SQLAlchemy Engine variable)
+                if _is_one_word(line) and self._switch(line.strip(), local_ns):
+                    return None
                 # The hot path, `%sql SELECT ...`: no options to read.
                 return self._run(self._current_session(), line, 0, local_ns, None)
+            if cell is not None and line.strip() in self._connections.sessions:
+                # `%%sql one`: JupySQL's way of running a cell on connection 'one'.
+                print(self._connections.use(self._connections.named(line.strip())))
+                line = ""
             try:
                 opts = parse_line(line)
             except OptionError as exc:
                 raise UsageError(str(exc)) from None
+            if opts.file is not None:
+                if (cell is not None and cell.strip()) or opts.sql.strip():
+                    raise UsageError(f"-f {opts.file} runs the file's SQL: leave the cell empty")
+                cell = _read_sql_file(opts.file)
             if cell is None:
                 text, line_offset = opts.sql, 0
             elif opts.command is not None and cell.strip():
@@ -291,9 +317,9 @@ class LunepoolMagic(Magics):
                 # SQL on the %%sql line itself: it is line 1 of the cell.
                 text, line_offset = opts.sql + "\n" + cell, 0
             else:
-                text, line_offset = cell, 1
+                text, line_offset = cell, 0 if opts.file is not None else 1
             return self._dispatch(opts, text, line_offset, local_ns, cell is not None)
-        except display.CellUsageError as exc:
+        except (display.CellUsageError, SnippetError, TemplateError, compat.SectionError) as exc:
             raise UsageError(str(exc)) from None
         except display.SqlCellError as err:
             if err.warnings:
@@ -351,8 +377,23 @@ class LunepoolMagic(Magics):
             return self._wait(opts.job)
         if opts.cancel:
             return self._cancel(opts.job)
+        if opts.interact is not None:
+            raise UsageError(compat.INTERACT_REFUSED.format(name=opts.interact))
+        if opts.save is not None:
+            saved = self.snippets.save(opts.save, text)
+            if opts.no_execute:
+                print(saved[:-1] + " (not run: --no-execute).")
+                return None
+        if opts.with_snippet is not None:
+            text = self.snippets.expand_cell(text, [opts.with_snippet])
         session = None
-        if opts.target is not None:
+        if opts.section is not None:
+            target, origin = compat.section_target(opts.section, self.connections_file)
+            print(f"--section {opts.section}: {origin}.")
+            session = self._connect(
+                target, opts.alias or opts.section, opts.password_prompt, opts.pgbouncer
+            )
+        elif opts.target is not None:
             session = self._connect(opts.target, opts.alias, opts.password_prompt, opts.pgbouncer)
         elif opts.password_prompt:
             raise UsageError("--password goes with a connection string: %sql URL --password")
@@ -387,7 +428,10 @@ class LunepoolMagic(Magics):
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
             return self._background(session, text, line_offset, local_ns, opts.out)
-        return self._run(session, text, line_offset, local_ns, opts.out, _row_limit(opts.limit))
+        shown = self._run(session, text, line_offset, local_ns, opts.out, _row_limit(opts.limit))
+        if opts.out_display and opts.out is not None:
+            return self.shell.user_ns.get(opts.out)  # `VAR= <<`: stored, and shown too
+        return shown
 
     def _run(
         self,
@@ -400,6 +444,9 @@ class LunepoolMagic(Magics):
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
         user_ns = self.shell.user_ns
+        values = None
+        if self.snippets or (self.templates and is_template(text)):
+            text, values = self._rewrite(text, local_ns)
         bound = self._plans.get(text)
         if bound is None:
             statements = split_statements(text)
@@ -407,9 +454,11 @@ class LunepoolMagic(Magics):
                 if out is not None:
                     raise UsageError(f"nothing to store in {out}: the cell has no statement")
                 return None
-            namespace = user_ns
+            namespace: Any = user_ns
             if local_ns is not None and local_ns is not user_ns:
                 namespace = ChainMap(local_ns, user_ns)  # %sql inside a function sees its locals
+            if values:
+                namespace = ChainMap(values, namespace)
             try:
                 bound = _binding().bind_cell(statements, namespace, line_offset=line_offset)
             except UnknownParameter as exc:
@@ -448,7 +497,24 @@ class LunepoolMagic(Magics):
             print(result.status)
         if result.info:
             print("\n".join(result.info))
+        if result.frame is not None:
+            compat.register_resultset_methods()  # JupySQL's result.DataFrame(), .dict(), ...
         return result.frame if out is None else None
+
+    def _rewrite(self, text: str, local_ns: Any) -> tuple[str, dict[str, Any] | None]:
+        """JupySQL's cell forms: snippets named in the SQL become CTEs, then the template.
+
+        Returns the SQL to split and bind, and the template's values (bound as
+        ``:__tpl_N`` parameters) or None.
+        """
+        text = self.snippets.expand_cell(text)
+        if not (self.templates and is_template(text)):
+            return text, None
+        namespace: Any = self.shell.user_ns
+        if local_ns is not None and local_ns is not namespace:
+            namespace = ChainMap(local_ns, namespace)
+        rendered = render(text, namespace)
+        return rendered.sql, rendered.values
 
     def _progress(self) -> QueryProgress | None:
         """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""
@@ -479,6 +545,7 @@ class LunepoolMagic(Magics):
 
     def _bind(self, text: str, local_ns: Any, line_offset: int) -> list[Any]:
         """Split and bind a cell's text (not the hot path: no plan cache)."""
+        text, values = self._rewrite(text, local_ns)
         statements = split_statements(text)
         if not statements:
             raise UsageError("the cell has no statement")
@@ -486,6 +553,8 @@ class LunepoolMagic(Magics):
         namespace: Any = user_ns
         if local_ns is not None and local_ns is not user_ns:
             namespace = ChainMap(local_ns, user_ns)
+        if values:
+            namespace = ChainMap(values, namespace)
         try:
             return _binding().bind_cell(statements, namespace, line_offset=line_offset)
         except UnknownParameter as exc:
@@ -512,6 +581,8 @@ class LunepoolMagic(Magics):
         if name not in namespace:
             raise UsageError(f"--persist {name}: there is no variable named {name!r}")
         frame = namespace[name]
+        if opts.no_index and hasattr(frame, "reset_index"):
+            frame = frame.reset_index(drop=True)  # JupySQL's --no-index: no index level at all
         try:
             table = persist.parse_table_name(opts.table or name)
         except persist.PersistError as exc:
@@ -743,6 +814,26 @@ class LunepoolMagic(Magics):
         _print_lines(out, err)
         return session
 
+    def _switch(self, word: str, local_ns: Any) -> bool:
+        """``%sql one`` switches to alias 'one'; ``%sql engine`` connects to an Engine's URL.
+
+        Returns False when ``word`` is neither, so the line runs as SQL.
+        """
+        if word in self._connections.sessions:
+            print(self._connections.use(self._connections.named(word)))
+            return True
+        namespace: Any = self.shell.user_ns
+        if local_ns is not None and local_ns is not namespace:
+            namespace = ChainMap(local_ns, namespace)
+        value = namespace.get(word)
+        url = compat.sqlalchemy_url(value)
+        if url is None:
+            if compat.is_dbapi_connection(value):
+                raise UsageError(compat.DBAPI_REFUSED.format(name=word))
+            return False
+        self._connect(url, word, False)
+        return True
+
     def _current_session(self) -> Session:
         """The current connection; with none, connect to DATABASE_URL or the embedded server."""
         session, out, err = self._connections.current()
@@ -786,6 +877,25 @@ def _at_least(proposal: dict[str, Any], floor: int, allowed: str) -> Any:
             f"LunepoolMagic.{name} = {value!r} is not allowed: {allowed} (the setting is unchanged)"
         )
     return value
+
+
+def _is_one_word(line: str) -> bool:
+    word = line.strip()
+    return bool(word) and (word.isidentifier() or word.replace("-", "_").isidentifier())
+
+
+def _read_sql_file(path: str) -> str:
+    """The SQL of ``-f FILE``; a clear line if it cannot be read."""
+    import os
+
+    full = os.path.expanduser(path)
+    try:
+        with open(full, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"-f {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"-f {path}: not UTF-8 text") from None
 
 
 def _print_lines(out: list[str], err: list[str] | None = None) -> None:
@@ -839,11 +949,23 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
     names = tuple(name for name in MAGIC_NAMES if name not in taken)
     completer.install(shell, lambda: magics.sessions, lambda: magics.current_alias, names)
     if taken:
+        owner = _owner(shell.magics_manager.magics["line"][taken[0]])
         print(
-            f"%{taken[0]} belongs to another extension; use %lunesql / %%lunesql "
-            "for lunepool_magic."
+            f"%{taken[0]} belongs to {owner}, loaded first; lunepool_magic answers as "
+            "%lunesql / %%lunesql."
         )
+    from lunepool_magic import magic_jupysql
+
+    magic_jupysql.load(shell, magics)
     return magics
+
+
+def _owner(method: Any) -> str:
+    """Who a magic belongs to, by its package: JupySQL's (and ipython-sql's) is ``sql``."""
+    owner = getattr(method, "__self__", None)
+    module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
+    package = (module or "").split(".")[0]
+    return "JupySQL (or ipython-sql)" if package == "sql" else f"another extension ({package})"
 
 
 def unload(shell: InteractiveShell) -> None:
@@ -852,8 +974,9 @@ def unload(shell: InteractiveShell) -> None:
     magics = manager.registry.pop(LunepoolMagic.__name__, None)
     if not isinstance(magics, LunepoolMagic):
         return
-    from lunepool_magic import completer
+    from lunepool_magic import completer, magic_jupysql
 
+    magic_jupysql.unload(shell, magics)
     completer.uninstall(shell)
     magics.close_all()
     atexit.unregister(magics.close_all)

@@ -61,6 +61,8 @@ _VALUE_KINDS = {
     "var?": "variable?",
     "table": "value",
     "job?": "job?",
+    "label": "value",  # --section NAME (and --alias, which completes connections)
+    "path": "value",  # -f FILE
 }
 
 #: The magic's options, long and short, and what their value is: "connection",

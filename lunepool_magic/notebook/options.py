@@ -61,6 +61,13 @@ class MagicLine:
     flags; ``wait``/``cancel`` are True for ``--wait``/``--cancel``, and
     ``job`` is the job they name (``"3"``, ``"all"``) or None. ``limit`` is
     ``--limit N`` as typed (the magic checks it is a number).
+
+    JupySQL's forms: ``save`` names the snippet ``--save`` stores (with
+    ``no_execute``, without running it), ``with_snippet`` the one ``--with``
+    names; ``no_index`` is ``--no-index``; ``file`` the ``-f`` path as typed;
+    ``section`` the connections-file section; ``interact`` the ``--interact``
+    variable (always refused, with the alternative); ``out_display`` is True
+    for ``VAR= <<`` (store and display).
     """
 
     sql: str
@@ -84,6 +91,15 @@ class MagicLine:
     job: str | None = None
     limit: str | None = None
     help: bool = False
+    # JupySQL's spellings (see notebook/compat.py for what each maps to).
+    save: str | None = None
+    no_execute: bool = False
+    with_snippet: str | None = None
+    no_index: bool = False
+    file: str | None = None
+    section: str | None = None
+    interact: str | None = None
+    out_display: bool = False
     refresh: bool = False
     pgbouncer: bool = False
 
@@ -100,18 +116,25 @@ class MagicLine:
 # The common case: the line starts with a word that is neither an option nor
 # a target nor a `VAR <<` capture. `\w+` then anything but `=`, `:` (URL
 # scheme), `+driver://` (SQLAlchemy's URL spelling) and `<<` right after the word.
-_PLAIN_SQL_RE = re.compile(r"\s*[A-Za-z_(]\w*(?![\w=:])(?!\+[\w.]*://)(?!\s*<<)")
+_PLAIN_SQL_RE = re.compile(r"\s*[A-Za-z_(]\w*(?![\w=:])(?!\+[\w.]*://)(?!\s*=?\s*<<)")
 
 _WORD_RE = re.compile(r"\S+")
 _IDENT_RE = re.compile(r"[A-Za-z_]\w*\Z")
 # postgresql:// and postgres://, also with SQLAlchemy's "+driver" (postgresql+psycopg2://):
 # URL-shaped text must never reach the SQL path, where a password would be echoed.
 _URL_RE = re.compile(r"postgres(?:ql)?(?:\+[\w.]*)?://\S*", re.IGNORECASE)
+# Any other database URL (SQLAlchemy's dialect+driver://).
+_OTHER_URL_RE = re.compile(r"[A-Za-z][\w.+-]*://")
 # One conninfo pair: key=value, value single-quoted (with \' and \\) or bare.
 _PAIR_RE = re.compile(r"[A-Za-z_]+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']+)(?=\s|\Z)", re.DOTALL)
 _KEY_RE = re.compile(r"[A-Za-z_]+\s*=")
 _SPACE_RE = re.compile(r"\s*")
-_CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*<<")
+# `VAR <<` stores the result; JupySQL's `VAR= <<` stores it and displays it too.
+_CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*(=)?\s*<<")
+# Alias and section names may hold hyphens (JupySQL's connections files use them).
+_LABEL_RE = re.compile(r"[A-Za-z_][\w-]*\Z")
+# A file path: a quoted string or a word.
+_PATH_RE = re.compile(r"\"[^\"]+\"|'[^']+'|\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +170,9 @@ class Option:
 
 #: Every option of ``%sql``, in the order ``%sql --help`` lists them.
 OPTIONS: tuple[Option, ...] = (
-    Option(("--alias", "-a"), "alias", "name", "run on (or connect as) this connection", "NAME"),
+    Option(
+        ("--alias", "-a", "-A"), "alias", "label", "run on (or connect as) this connection", "NAME"
+    ),
     Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
     Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
@@ -157,7 +182,19 @@ OPTIONS: tuple[Option, ...] = (
         "flag",
         "with a URL: it is a transaction-mode pooler (no prepared statements)",
     ),
-    Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
+    Option(
+        ("--list", "-l", "--connections"),
+        "list_connections",
+        "flag",
+        "list connections and pool numbers",
+    ),
+    Option(
+        ("--section", "-s"),
+        "section",
+        "label",
+        "connect to a ~/.jupysql/connections.ini section, or a libpq service",
+        "NAME",
+    ),
     Option(
         ("--close", "-x"),
         "close",
@@ -168,7 +205,7 @@ OPTIONS: tuple[Option, ...] = (
         usage="%sql --close [NAME]",
     ),
     Option(
-        ("--persist",),
+        ("--persist", "-p"),
         "persist",
         "var",
         "store DataFrame VAR as a table (through COPY)",
@@ -192,7 +229,32 @@ OPTIONS: tuple[Option, ...] = (
         "VAR",
         value="replace",
     ),
+    Option(
+        ("--persist-replace", "-P"),
+        "persist",
+        "var",
+        "the same as --persist VAR --replace",
+        "VAR",
+        value="replace",
+    ),
     Option(("--table",), "table", "table", "with --persist: the table's name", "NAME"),
+    Option(
+        ("--no-index", "-n"),
+        "no_index",
+        "flag",
+        "with --persist: leave the DataFrame's index out, named levels too",
+    ),
+    Option(("--save", "-S"), "save", "name", "keep the cell's query as snippet NAME", "NAME"),
+    Option(("--no-execute", "-N"), "no_execute", "flag", "with --save: store it, do not run it"),
+    Option(("--with", "-w"), "with_snippet", "name", "put snippet NAME in front as a CTE", "NAME"),
+    Option(("--file", "-f"), "file", "path", "run the SQL in FILE (parameters apply)", "FILE"),
+    Option(
+        ("--interact",),
+        "interact",
+        "name",
+        "JupySQL's widgets: not available (the error names the alternative)",
+        "VAR",
+    ),
     Option(("--explain",), "explain", "flag", "show the planner's estimates as a tree"),
     Option(("--analyze",), "analyze", "flag", "run it and show times and actual rows"),
     Option(("--background",), "background", "flag", "run the cell on another connection; return"),
@@ -275,6 +337,8 @@ def parse_line(line: str) -> MagicLine:
         capture = _CAPTURE_RE.match(line, pos)
         if capture is not None:
             _set_once(found, "out", capture.group(1), f"{capture.group(1)} <<")
+            if capture.group(2):
+                found["out_display"] = True
             pos = capture.end()
             continue
         target_end = _target_end(line, pos)
@@ -287,6 +351,12 @@ def parse_line(line: str) -> MagicLine:
             found["target"] = target
             pos = target_end
             continue
+        if _OTHER_URL_RE.match(line, pos):
+            # JupySQL's duckdb://, sqlite://, mysql://: not SQL, and not ours to connect.
+            raise OptionError(
+                "lunepool_magic connects to PostgreSQL only: %sql postgresql://user@host/db "
+                "(the URL is not repeated here because it may hold a password)"
+            )
         break  # the SQL starts here
 
     sql = line[pos:]
@@ -311,6 +381,9 @@ _NEW_STYLE_KEYS = frozenset(
         "wait",
         "cancel",
         "help",
+        "no_index",
+        "save",
+        "no_execute",
         "refresh",
     }
 )
@@ -318,6 +391,10 @@ _NEW_STYLE_KEYS = frozenset(
 
 def _check_combination(opts: MagicLine) -> None:
     """Options that make no sense together, or one without the other it needs."""
+    if opts.no_index and opts.persist is None:
+        raise OptionError("--no-index goes with --persist VAR: %sql --persist df --no-index")
+    if opts.no_execute and opts.save is None:
+        raise OptionError("--no-execute goes with --save NAME: %%sql --save NAME --no-execute")
     if opts.persist is None and (opts.persist_mode != "create" or opts.table is not None):
         spelled = "--table" if opts.table is not None else f"--{opts.persist_mode}"
         raise OptionError(f"{spelled} goes with --persist VAR: %sql --persist df {spelled} ...")
@@ -359,7 +436,33 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
         word, value = word.split("=", 1)
     option = _BY_FLAG.get(word)
     if option is None:
-        pass
+        refused = _REFUSED.get(word)
+        if refused is not None:
+            raise OptionError(refused)
+    elif word == "-a" and line[_SPACE_RE.match(line, end).end() :][:1] in ("{", "'", '"'):
+        raise OptionError(_REFUSED["--connection_arguments"])
+    elif option.takes == "label":
+        value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
+        if value is None and value_match is None:
+            raise OptionError(f"{word} needs a name: {word} NAME")
+        if value is None:
+            value, end = value_match.group(), value_match.end()  # type: ignore[union-attr]
+        if not _LABEL_RE.match(value):
+            raise OptionError(
+                f"{word} needs a Python-style name (letters, digits, _, -), not {value!r}"
+            )
+        _set_once(found, option.key, value, word)
+        return end
+    elif option.takes == "path":
+        path_match = _PATH_RE.match(line, _SPACE_RE.match(line, end).end())
+        if value is None and path_match is None:
+            raise OptionError(f"{word} needs a file name: {word} query.sql")
+        if value is None:
+            value, end = path_match.group(), path_match.end()  # type: ignore[union-attr]
+        if value[:1] in "\"'" and value[-1:] == value[:1]:
+            value = value[1:-1]
+        _set_once(found, option.key, value, word)
+        return end
     elif option.takes in ("name", "rows"):
         if value is None:
             value_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
@@ -391,6 +494,8 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             return name_match.end()
         return end
     elif option.takes == "var":
+        if isinstance(option.value, str):  # --persist-replace: --persist with its mode
+            _set_once(found, "persist_mode", option.value, word)
         return _read_persist_var(line, end, found, word, required=True)
     elif option.takes == "var?":
         if option.key in found:
@@ -421,6 +526,24 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
     raise OptionError(f"unknown option {word}{hint}; {_OPTIONS_HELP}")
 
 
+#: JupySQL's options that have no counterpart here, with what to write instead.
+_REFUSED = {
+    "--connection_arguments": (
+        "-a means --alias here; JupySQL's connection arguments (-a/--connection_arguments) "
+        "go into the URL instead: %sql postgresql://host/db?connect_timeout=10&sslmode=require"
+    ),
+    "--creator": (
+        "--creator (a function that makes DBAPI connections) is not taken: "
+        "connect with a URL or conninfo, %sql postgresql://user@host/db"
+    ),
+    "-c": (
+        "-c/--creator (a function that makes DBAPI connections) is not taken: "
+        "connect with a URL or conninfo, %sql postgresql://user@host/db"
+    ),
+    "--lazy": "--lazy is not needed: results are fetched once into a DataFrame",
+}
+
+
 def _read_persist_var(
     line: str, end: int, found: dict[str, object], word: str, *, required: bool
 ) -> int:
@@ -431,6 +554,11 @@ def _read_persist_var(
             raise OptionError(f"{word} needs the name of a DataFrame variable: {word} df")
         return end
     value = value_match.group()
+    schema, dot, name = value.partition(".")
+    if dot and _IDENT_RE.match(schema) and _IDENT_RE.match(name):
+        # JupySQL's `--persist schema.df`: DataFrame df into table schema.df.
+        _set_once(found, "table", value, "--table")
+        value = name
     if not _IDENT_RE.match(value):
         raise OptionError(
             f"{word} needs a Python variable name (letters, digits, _), not {value!r}"

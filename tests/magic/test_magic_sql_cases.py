@@ -69,7 +69,8 @@ CASES = [
     ("modulo without parameters", "%sql SELECT 10 % 3 AS v", {}, 1),
     ("modulo with parameters", "%sql SELECT 10 % :d AS v", {"d": 4}, 2),
     ("LIKE with parameters", "%sql SELECT 'hello' LIKE 'he%' AND :p = 1 AS v", {"p": 1}, True),
-    ("braces", "%sql SELECT '{x}' || '{{y}}' || '{% z %}' AS v", {"x": 1}, "{x}{{y}}{% z %}"),
+    # {x} stays as typed; {{y}} is a JupySQL template (issue 18), its value bound as text.
+    ("braces", "%sql SELECT '{x}' || '{{y}}' AS v", {"x": 1, "y": "Y"}, "{x}Y"),
     (
         "last result of several",
         "%%sql\nSELECT 'a' AS v;\nSELECT 'b' AS w;;;\n",
@@ -141,11 +142,15 @@ def test_text_inside_strings_and_comments_reaches_the_server_untouched(
     ip: Shell, content: str
 ) -> None:
     ip.user_ns.pop("x", None)  # a :x inside must not need a variable
+    # {{ and {% in a string or a dollar quote are a JupySQL template (issue 18);
+    # in a comment they stay as typed.
+    template = "{{" in content or "{%" in content or "{#" in content
     quoted = content.replace("'", "''")
-    frame = ip.value(f"%%sql\nSELECT '{quoted}' AS v")
-    assert frame.iat[0, 0] == content
+    if not template:
+        frame = ip.value(f"%%sql\nSELECT '{quoted}' AS v")
+        assert frame.iat[0, 0] == content
     tag = "$lpm$"
-    if tag not in content and not content.endswith("$lpm"):
+    if tag not in content and not content.endswith("$lpm") and not template:
         assert ip.scalar(f"%%sql\nSELECT {tag}{content}{tag} AS v") == content
     line_comment = content.replace("\n", " ")
     assert ip.scalar(f"%%sql\nSELECT 7 AS v -- {line_comment}") == 7

@@ -182,7 +182,7 @@ def test_every_option_offered_is_one_the_magic_accepts() -> None:
 def test_every_option_in_the_magics_help_is_offered() -> None:
     import re
 
-    documented = set(re.findall(r"(?<![\w-])--[a-z]+", LunepoolMagic.sql.__doc__ or ""))
+    documented = set(re.findall(r"(?<![\w-])--[a-z]+(?:-[a-z]+)*", LunepoolMagic.sql.__doc__ or ""))
     assert documented, "no --options found in %sql?"
     assert documented <= set(completion.MAGIC_OPTIONS), documented - set(completion.MAGIC_OPTIONS)
 

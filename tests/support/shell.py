@@ -149,6 +149,7 @@ def ip_fixture(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     finally:
         wrapped.run("%unload_ext lunepool_magic")
         shell.config.pop("LunepoolMagic", None)
+        shell.config.pop("SqlMagic", None)  # JupySQL's settings, answered by magic_jupysql
         for name in set(shell.user_ns) - names_before:
             del shell.user_ns[name]
 

@@ -1,0 +1,100 @@
+"""Templates without a server: what each {{ }} becomes, and the refusals that prevent a wrong query.
+
+tests/magic/test_jupysql_cells.py runs them on the server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lunepool_magic.notebook.templates import TemplateError, is_template, render
+
+
+def test_values_become_parameters() -> None:
+    out = render("SELECT * FROM t WHERE n > {{ low }} AND m < {{ high }}", {"low": 1, "high": 9})
+    assert out.sql == "SELECT * FROM t WHERE n > :__tpl_0 AND m < :__tpl_1"
+    assert out.values == {"__tpl_0": 1, "__tpl_1": 9}
+
+
+def test_quoted_values_are_bound_as_text() -> None:
+    out = render("WHERE a = '{{ n }}' AND b LIKE '%{{ n }}_'", {"n": 5})
+    assert out.sql == "WHERE a = :__tpl_0 AND b LIKE ('%' || CAST(:__tpl_1 AS text) || '_')"
+    assert out.values == {"__tpl_0": "5", "__tpl_1": "5"}
+
+
+def test_control_flow_and_identifiers() -> None:
+    out = render(
+        "SELECT {% for c in cols %}{{ c | identifier }}{% if not loop.last %}, {% endif %}"
+        "{% endfor %} FROM {{ ('s', 'My T') | identifier }}",
+        {"cols": ["a", 'we"ird']},
+    )
+    assert out.sql == 'SELECT "a", "we""ird" FROM "s"."My T"'
+    assert out.values == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT * FROM {{ t }}",
+        "SELECT * FROM a JOIN {{ t }} USING (id)",
+        "SELECT * FROM a ORDER BY {{ t }}",
+        "INSERT INTO {{ t }} VALUES (1)",
+        "SELECT {{ t }}.x FROM a",
+    ],
+)
+def test_a_value_where_a_name_goes_is_refused(text: str) -> None:
+    with pytest.raises(TemplateError, match=r"write \{\{ t \| identifier \}\}"):
+        render(text, {"t": "orders"})
+
+
+def test_a_string_value_alone_in_the_select_list_is_refused_a_number_is_not() -> None:
+    with pytest.raises(TemplateError, match="is a select-list item"):
+        render("SELECT a, {{ c }} FROM t", {"c": "b"})
+    out = render("SELECT a, {{ c }} FROM t", {"c": 2})
+    assert out.sql == "SELECT a, :__tpl_0 FROM t"
+
+
+def test_strings_inside_values_and_function_calls_are_not_select_items() -> None:
+    out = render("INSERT INTO t VALUES ({{ a }}, {{ b }}, 1)", {"a": "x", "b": "y"})
+    assert out.values == {"__tpl_0": "x", "__tpl_1": "y"}
+    out = render("SELECT coalesce(a, {{ b }}) FROM t", {"b": "z"})
+    assert out.values == {"__tpl_0": "z"}
+
+
+def test_inside_a_quoted_name_or_dollar_body_is_refused() -> None:
+    with pytest.raises(TemplateError, match="inside a quoted name cannot be bound"):
+        render('SELECT "{{ c }}" FROM t', {"c": "x"})
+    with pytest.raises(TemplateError, match="inside a dollar-quoted body cannot be bound"):
+        render("DO $$ BEGIN RAISE NOTICE '{{ c }}'; END $$", {"c": "x"})
+
+
+def test_unsafe_sql_is_pasted() -> None:
+    assert render("SELECT 1 {{ w | unsafe_sql }}", {"w": "WHERE true"}).sql == "SELECT 1 WHERE true"
+
+
+def test_array_literals_and_undefined_names_are_clear_errors() -> None:
+    with pytest.raises(TemplateError, match=r"looks like an array literal"):
+        render("SELECT '{{1,2}}'::int[]", {})
+    with pytest.raises(TemplateError, match="'nope' is undefined"):
+        render("SELECT {{ nope }}", {})
+    with pytest.raises(TemplateError, match="template syntax error on line 1"):
+        render("SELECT {% if %}", {})
+
+
+def test_is_template() -> None:
+    assert is_template("SELECT {{ x }}") and is_template("{% if a %}1{% endif %}")
+    assert not is_template("SELECT '{x}', '$x', '{\"a\": {\"b\": 1}}'")
+
+
+def test_braces_in_comments_are_not_a_template() -> None:
+    text = "SELECT 1 -- {{ gone }} {% if %}\n/* {{ also_gone }} */"
+    assert render(text, {}) == (text, {})
+    out = render("SELECT {{ n }} -- {{ not_needed }}", {"n": 1})
+    assert out.sql == "SELECT :__tpl_0 -- {{ not_needed }}"
+
+
+def test_a_whole_query_in_a_value_needs_unsafe_sql() -> None:
+    with pytest.raises(TemplateError, match=r"write \{\{ QUERY \| unsafe_sql \}\} to run the text"):
+        render("{{ QUERY }}", {"QUERY": "SELECT 1"})
+    with pytest.raises(TemplateError, match="starts the statement"):
+        render("SELECT 1; {{ QUERY }}", {"QUERY": "SELECT 2"})
