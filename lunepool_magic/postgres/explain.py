@@ -498,7 +498,7 @@ def _label(node: dict[str, Any]) -> str:
     subplan = node.get("Subplan Name")
     if subplan:
         label = f"{subplan}: {label}"
-    return label
+    return str(label)
 
 
 def _details(node: dict[str, Any]) -> list[str]:

@@ -331,7 +331,8 @@ def create_pool(
     ``application_name``, ``name``, ``configure`` (called on each new
     connection), and any libpq parameter (``sslmode=...``, ``options=...``).
     """
-    params = {
+    # libpq parameters: strings and ints, passed on as keywords.
+    params: dict[str, Any] = {
         key: value
         for key, value in (
             ("host", host),

@@ -135,23 +135,26 @@ def arrow_column(name: str, pg_type: str, values: pa.Array) -> Column:
 def _valid(values: pa.Array) -> np.ndarray | None:
     if values.null_count == 0:
         return None
-    return values.is_valid().to_numpy(zero_copy_only=False)
+    valid: np.ndarray = values.is_valid().to_numpy(zero_copy_only=False)
+    return valid
 
 
 def _numbers(values: pa.Array, zero: Any = 0) -> np.ndarray:
     """The values as numpy, NULLs as ``zero`` (their fields are replaced anyway)."""
     if values.null_count:
         values = pc.fill_null(values, pa.scalar(zero, values.type))
-    return values.to_numpy(zero_copy_only=False)
+    numbers: np.ndarray = values.to_numpy(zero_copy_only=False)
+    return numbers
 
 
 def _micros(values: pa.Array) -> np.ndarray:
     """int64 microseconds of timestamps/durations (any unit; nanoseconds are dropped)."""
     ints = _numbers(values.cast(pa.int64()))
     unit = values.type.unit
-    if unit == "ns":
-        return np.floor_divide(ints, 1000)
-    return ints * _UNIT_MICROSECONDS[unit]
+    micros: np.ndarray = (
+        np.floor_divide(ints, 1000) if unit == "ns" else ints * _UNIT_MICROSECONDS[unit]
+    )
+    return micros
 
 
 _UNIT_MICROSECONDS = {"s": 1_000_000, "ms": 1000, "us": 1}
@@ -203,7 +206,8 @@ def _utc_text(values: pa.Array) -> pa.Array:
 
 def _interval_text(values: pa.Array) -> pa.Array:
     """Durations as interval input, ``'<microseconds> us'`` (nanoseconds dropped)."""
-    micros = pa.array(_micros(values), mask=~_valid(values) if values.null_count else None)
+    valid = _valid(values)
+    micros = pa.array(_micros(values), mask=None if valid is None else ~valid)
     return _with_suffix(pc.cast(micros, pa.large_string()), " us")
 
 

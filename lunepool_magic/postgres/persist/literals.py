@@ -51,10 +51,10 @@ _ONE_MICROSECOND = dt.timedelta(microseconds=1)
 def timedelta_micros(value: Any) -> int:
     """A timedelta (Python, numpy or pandas) in whole microseconds; nanoseconds are dropped."""
     if isinstance(value, pd.Timedelta):
-        return value.value // 1000
+        return int(value.value) // 1000
     if isinstance(value, np.timedelta64):
         return timedelta_micros(pd.Timedelta(value))
-    return value // _ONE_MICROSECOND
+    return int(value // _ONE_MICROSECOND)
 
 
 def interval_literal(value: Any) -> str:
@@ -164,7 +164,9 @@ def _dumped(value: Any) -> str:
     kind = type(value)
     try:
         dumper = psycopg.adapters.get_dumper(kind, PyFormat.TEXT)(kind, None)
-        return bytes(dumper.dump(value)).decode()
+        dumped = dumper.dump(value)
+        assert dumped is not None  # a value, not None: text dumpers return its bytes
+        return bytes(dumped).decode()
     except (psycopg.ProgrammingError, TypeError, ValueError) as exc:
         raise PersistError(
             f"a value of type {kind.__name__} has no text form here: {exc}",

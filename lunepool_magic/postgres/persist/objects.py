@@ -158,12 +158,13 @@ def _numeric_objects(name: str, values: np.ndarray) -> Column:
     """Decimal (and int) values: numeric, in binary through psycopg's own (C) dumper."""
 
     def fields() -> Fields:
-        dump = psycopg.adapters.get_dumper(decimal.Decimal, PyFormat.BINARY)(decimal.Decimal).dump
-        payloads = [
-            None if is_missing(v) else bytes(dump(v if type(v) is decimal.Decimal else
-                                                  decimal.Decimal(int(v))))
-            for v in values
-        ]  # fmt: skip
+        dumper = psycopg.adapters.get_dumper(decimal.Decimal, PyFormat.BINARY)(decimal.Decimal)
+
+        def dump(v: Any) -> bytes:
+            number = v if type(v) is decimal.Decimal else decimal.Decimal(int(v))
+            return bytes(dumper.dump(number) or b"")  # a number always dumps to bytes
+
+        payloads = [None if is_missing(v) else dump(v) for v in values]
         return VarFields(pa.array(payloads, pa.large_binary()))
 
     return Column(name, "numeric", lambda: text_array(values, str), fields)
@@ -224,7 +225,7 @@ def json_column(name: str, pg_type: str, values: np.ndarray) -> Column:
     A Python ``None`` is JSON null (that is how ``%sql`` reads them); pandas'
     missing values (``pd.NA``, NaN, NaT) are SQL NULL.
     """
-    rendered = []
+    rendered: list[str | None] = []
     for value in values:
         if _is_sql_null_in_json(value):
             rendered.append(None)
