@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-import pandas as pd
 import psycopg
 from psycopg import pq
 
-from lunepool_magic.postgres import libpq
+from lunepool_magic.postgres import libpq, outputs
 from lunepool_magic.postgres.fetch import plan, transfer
 from lunepool_magic.postgres.fetch.binary import BinaryDecoder
-from lunepool_magic.postgres.fetch.columns import Loaders, build
+from lunepool_magic.postgres.fetch.columns import Loaders, build, build_arrow
 from lunepool_magic.postgres.fetch.csv import CsvDecoder
 from lunepool_magic.postgres.fetch.plan import Params, Query
 from lunepool_magic.postgres.fetch.transfer import ErrorBeforeCopy, InBackground, Progress
 from lunepool_magic.postgres.frames import Kind, ValueSource, make_frame
 
-__all__ = ["fetch_frame"]
+__all__ = ["Fetched", "fetch", "fetch_frame"]
 
 #: Decode blocks in a helper thread while the next ones arrive (off: on two
 #: cores it measured slower, see benchmarks/README.md).
@@ -44,8 +43,35 @@ def fetch_frame(
     *,
     limit: int | None = None,
     on_progress: Progress | None = None,
-) -> pd.DataFrame | None:
+    output: str = "pandas",
+) -> Any:
     """Run a query through COPY and return its rows as the row path's DataFrame.
+
+    ``output`` ("pandas", "arrow", "polars") picks the result's shape, as in
+    ``query()``; see :func:`fetch`.
+    """
+    fetched = fetch(conn, sql, params, limit=limit, on_progress=on_progress, output=output)
+    return None if fetched is None else fetched.result
+
+
+class Fetched(NamedTuple):
+    """A COPY fetch's result (in the asked shape), its row count, and whether a limit cut it."""
+
+    result: Any
+    rows: int
+    truncated: bool | None  # None: no limit was given
+
+
+def fetch(
+    conn: psycopg.Connection[Any],
+    sql: Query,
+    params: Params | None = None,
+    *,
+    limit: int | None = None,
+    on_progress: Progress | None = None,
+    output: str = "pandas",
+) -> Fetched | None:
+    """Run a query through COPY; return its rows as the row path would.
 
     Returns None, having run nothing, when the fast path declines (see the
     design notes in docs/fetch.md); the caller then runs ``query()``. ``limit`` stops the
@@ -58,6 +84,7 @@ def fetch_frame(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
+    outputs.check_output(output)
     pgconn = conn.pgconn
     if conn.closed or pgconn.pipeline_status != pq.PipelineStatus.OFF:
         return None
@@ -105,7 +132,12 @@ def fetch_frame(
 
     # 2. COPY, decoding block by block.
     loaders = Loaders(conn)
-    decoder = BinaryDecoder(columns) if fmt == "binary" else CsvDecoder(columns, loaders)
+    tabular = output != "pandas"
+    decoder = (
+        BinaryDecoder(columns)
+        if fmt == "binary"
+        else CsvDecoder(columns, loaders, keep_text=tabular)
+    )
     background = InBackground(decoder) if BACKGROUND else None
     with conn.lock:
         try:
@@ -123,24 +155,31 @@ def fetch_frame(
             _abandon(conn, own)
             raise
 
-    # 3. The frame.
+    # 3. The frame (or table).
     rows = decoder.rows
     nrows = rows if limit is None else min(rows, limit)
+    truncated = None if limit is None else rows > limit
     if on_progress is not None:
         # The rows the caller gets: the one fetched past a limit only tells it was cut.
         on_progress(nrows, nbytes, time.monotonic() - started)
     tz = conn.info.timezone if any(c.ct.kind is Kind.TIMESTAMPTZ for c in columns) else None
-    src = ValueSource(None, tz)
+    names = [c.name for c in columns]
+    types = [(c.oid, c.typmod) for c in columns]
     arrays = []
+    if tabular:
+        for col in columns:
+            arrays.append(build_arrow(col, nrows, tz, loaders, conn.adapters.types))
+            col.release()
+        table = outputs.arrow_table(names, arrays, types)
+        return Fetched(outputs.convert(table, output, truncated), nrows, truncated)
+    src = ValueSource(None, tz)
     for j, col in enumerate(columns):
         arrays.append(build(col, nrows, src, j, loaders))
         col.release()
-    frame = make_frame(
-        [c.name for c in columns], arrays, nrows, [(c.oid, c.typmod) for c in columns]
-    )
-    if limit is not None:
-        frame.attrs["truncated"] = rows > limit
-    return frame
+    frame = make_frame(names, arrays, nrows, types)
+    if truncated is not None:
+        frame.attrs["truncated"] = truncated
+    return Fetched(frame, nrows, truncated)
 
 
 def _undo(conn: psycopg.Connection[Any], own: bool, locked: bool = False) -> None:
