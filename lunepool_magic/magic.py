@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import importlib.util
 import inspect
 import re
 import sys
@@ -31,7 +32,7 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Float, Int, observe
+from traitlets import Bool, Enum, Float, Int, observe
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
@@ -102,6 +103,12 @@ class LunepoolMagic(Magics):
         allow_none=True,
         help="Most rows a query fetches; the server stops there and the cell says the "
         "result was cut (None: all rows). Per cell: --limit N.",
+    ).tag(config=True)
+    output = Enum(
+        ["pandas", "arrow", "polars"],
+        "pandas",
+        help="What a query returns: a pandas DataFrame, a pyarrow Table or a polars "
+        "DataFrame (polars needs: pip install polars). Per cell: --output KIND.",
     ).tag(config=True)
     progress_after = Float(
         1.0,
@@ -227,7 +234,8 @@ class LunepoolMagic(Magics):
         rows, MB/s) in the cell, settling into a one-line summary.
 
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
-        show_traceback, row_limit, progress_after, autoconnect). Also available as ``%lunesql``.
+        show_traceback, row_limit, output, progress_after, autoconnect). Also available as
+        ``%lunesql``.
 
         Options (``%sql --help`` shows this help too)::
 
@@ -308,8 +316,16 @@ class LunepoolMagic(Magics):
         if opts.explain or opts.analyze:
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
-            return self._background(session, text, line_offset, local_ns, opts.out)
-        return self._run(session, text, line_offset, local_ns, opts.out, _row_limit(opts.limit))
+            return self._background(session, text, line_offset, local_ns, opts.out, opts.output)
+        return self._run(
+            session,
+            text,
+            line_offset,
+            local_ns,
+            opts.out,
+            _row_limit(opts.limit),
+            opts.output,
+        )
 
     def _run(
         self,
@@ -319,8 +335,10 @@ class LunepoolMagic(Magics):
         local_ns: Any,
         out: str | None,
         limit: int | None = None,
+        output: str | None = None,
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
+        output = self._output(output)
         user_ns = self.shell.user_ns
         bound = self._plans.get(text)
         if bound is None:
@@ -348,6 +366,7 @@ class LunepoolMagic(Magics):
                 line_offset=line_offset,
                 limit=limit,
                 on_progress=progress,
+                output=output,
             )
         except BaseException:
             if progress is not None:
@@ -355,7 +374,7 @@ class LunepoolMagic(Magics):
             raise
         if progress is not None:
             progress.finish()
-        if result.frame is not None and result.frame.attrs.get("truncated"):
+        if result.frame is not None and result.truncated:
             print(
                 f"Showing the first {limit:,} rows; the result has more "
                 "(--limit N or %config LunepoolMagic.row_limit changes this)."
@@ -371,6 +390,18 @@ class LunepoolMagic(Magics):
         if result.info:
             print("\n".join(result.info))
         return result.frame if out is None else None
+
+    def _output(self, typed: str | None) -> str:
+        """``--output KIND`` (or the ``output`` setting), checked before anything runs."""
+        output = self.output if typed is None else typed
+        if output not in _OUTPUTS:
+            raise UsageError(
+                f"--output takes pandas, arrow or polars, not {output!r}: "
+                "%sql --output polars SELECT ..."
+            )
+        if output == "polars" and importlib.util.find_spec("polars") is None:  # before it runs
+            raise UsageError("--output polars needs the polars package: pip install polars")
+        return output
 
     def _progress(self) -> QueryProgress | None:
         """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""
@@ -562,12 +593,25 @@ class LunepoolMagic(Magics):
             print("\n".join(out), flush=True)
 
     def _background(
-        self, session: Session, text: str, line_offset: int, local_ns: Any, out: str | None
+        self,
+        session: Session,
+        text: str,
+        line_offset: int,
+        local_ns: Any,
+        out: str | None,
+        output: str | None = None,
     ) -> None:
         """``%%sql --background [VAR <<]``: start the cell on another connection, return."""
+        output = self._output(output)
         bound = self._bind(text, local_ns, line_offset)
         job = self._job_table().start(
-            session, bound, text=text, out=out, assign=self._assign, line_offset=line_offset
+            session,
+            bound,
+            text=text,
+            out=out,
+            assign=self._assign,
+            line_offset=line_offset,
+            output=output,
         )
         n = job.number
         result = f"; {out} is set when it finishes" if out else ""
@@ -762,6 +806,9 @@ def unload(shell: InteractiveShell) -> None:
                 del table[name]
     with contextlib.suppress(ValueError):
         shell.configurables.remove(magics)
+
+
+_OUTPUTS = ("pandas", "arrow", "polars")
 
 
 def _row_limit(typed: str | None) -> int | None:

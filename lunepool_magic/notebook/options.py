@@ -60,7 +60,8 @@ class MagicLine:
     name as typed. ``explain``/``analyze``, ``background`` and ``jobs`` are
     flags; ``wait``/``cancel`` are True for ``--wait``/``--cancel``, and
     ``job`` is the job they name (``"3"``, ``"all"``) or None. ``limit`` is
-    ``--limit N`` as typed (the magic checks it is a number).
+    ``--limit N`` as typed (the magic checks it is a number). ``output`` is
+    ``--output KIND`` as typed (the magic checks it names an output).
     """
 
     sql: str
@@ -83,6 +84,7 @@ class MagicLine:
     cancel: bool = False
     job: str | None = None
     limit: str | None = None
+    output: str | None = None
     help: bool = False
 
     @property
@@ -148,6 +150,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--alias", "-a"), "alias", "name", "run on (or connect as) this connection", "NAME"),
     Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
     Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
+    Option(
+        ("--output",),
+        "output",
+        "name",
+        "the result as a pandas, arrow or polars table",
+        "pandas|arrow|polars",
+    ),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
     Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
     Option(

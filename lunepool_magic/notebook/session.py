@@ -58,10 +58,11 @@ class CellResult:
     lost") to stderr, as psql prints notices.
     """
 
-    __slots__ = ("frame", "info", "status", "warnings")
+    __slots__ = ("frame", "info", "status", "truncated", "warnings")
 
     def __init__(self) -> None:
         self.frame: Any = None
+        self.truncated = False  # a limit cut the last result set
         self.status = ""
         self.info: list[str] = []
         self.warnings: list[str] = []
@@ -252,13 +253,15 @@ class Session:
         line_offset: int = 0,
         limit: int | None = None,
         on_progress: Any = None,
+        output: str = "pandas",
     ) -> CellResult:
         """Run a cell's statements in order on one connection; return the last result set.
 
         ``line_offset`` is added to statement line numbers so that messages
         count lines as the user sees the cell (1 for a ``%%sql`` body).
-        ``limit`` and ``on_progress`` go to :func:`~lunepool_magic.postgres.run`
-        for each statement. Raises
+        ``limit``, ``on_progress`` and ``output`` (the result's shape: pandas,
+        arrow, polars) go to :func:`~lunepool_magic.postgres.run` for each
+        statement. Raises
         :class:`~lunepool_magic.notebook.messages.SqlCellError` (server error, pool
         timeout, connection failure) or
         :class:`~lunepool_magic.notebook.messages.QueryCancelled` (interrupt).
@@ -269,10 +272,18 @@ class Session:
         def statements(conn: psycopg.Connection[Any]) -> None:
             nonlocal index
             for index, item in enumerate(bound):  # noqa: B007 (index is read after an error)
-                result = run(conn, item.sql, item.params, limit=limit, on_progress=on_progress)
+                result = run(
+                    conn,
+                    item.sql,
+                    item.params,
+                    limit=limit,
+                    on_progress=on_progress,
+                    output=output,
+                )
                 out.status = result.status
                 if result.frame is not None:
                     out.frame = result.frame
+                    out.truncated = result.truncated
 
         _, error, lost, state = self._on_connection(timeout, statements, out)
         if error is None:
