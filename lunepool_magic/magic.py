@@ -32,8 +32,9 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Enum, Float, Int, observe
+from traitlets import Bool, Enum, Float, Int, Unicode, Union, observe
 
+from lunepool_magic.notebook import memory
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
 from lunepool_magic.notebook.options import (
@@ -109,6 +110,14 @@ class LunepoolMagic(Magics):
         "pandas",
         help="What a query returns: a pandas DataFrame, a pyarrow Table or a polars "
         "DataFrame (polars needs: pip install polars). Per cell: --output KIND.",
+    ).tag(config=True)
+    max_result_memory = Union(
+        [Int(), Float(), Unicode()],
+        default_value="auto",
+        allow_none=True,
+        help="Most memory one result may take (bytes, or '2 GB'); a query that passes it "
+        "is cancelled on the server and nothing is kept. 'auto': half of the memory the "
+        "kernel can still take (cgroup and address-space limits included); None: no limit.",
     ).tag(config=True)
     progress_after = Float(
         1.0,
@@ -234,7 +243,8 @@ class LunepoolMagic(Magics):
         rows, MB/s) in the cell, settling into a one-line summary.
 
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
-        show_traceback, row_limit, output, progress_after, autoconnect). Also available as
+        show_traceback, row_limit, output, max_result_memory, progress_after, autoconnect).
+        Also available as
         ``%lunesql``.
 
         Options (``%sql --help`` shows this help too)::
@@ -339,6 +349,7 @@ class LunepoolMagic(Magics):
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
         output = self._output(output)
+        max_memory = self._max_memory()
         user_ns = self.shell.user_ns
         bound = self._plans.get(text)
         if bound is None:
@@ -367,6 +378,7 @@ class LunepoolMagic(Magics):
                 limit=limit,
                 on_progress=progress,
                 output=output,
+                max_memory=max_memory,
             )
         except BaseException:
             if progress is not None:
@@ -402,6 +414,13 @@ class LunepoolMagic(Magics):
         if output == "polars" and importlib.util.find_spec("polars") is None:  # before it runs
             raise UsageError("--output polars needs the polars package: pip install polars")
         return output
+
+    def _max_memory(self) -> Any:
+        """The cell's result memory budget: bytes, None, or the "auto" function."""
+        try:
+            return memory.budget(self.max_result_memory)
+        except ValueError as exc:
+            raise UsageError(f"%config LunepoolMagic.max_result_memory: {exc}") from None
 
     def _progress(self) -> QueryProgress | None:
         """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""

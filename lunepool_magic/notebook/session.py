@@ -41,6 +41,7 @@ from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.binding import BoundStatement, DictDumper, unencodable
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
+from lunepool_magic.postgres.budget import ResultTooLarge, size_text
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
 from lunepool_magic.postgres.pool import APPLICATION_NAME
 
@@ -254,14 +255,16 @@ class Session:
         limit: int | None = None,
         on_progress: Any = None,
         output: str = "pandas",
+        max_memory: Any = None,
     ) -> CellResult:
         """Run a cell's statements in order on one connection; return the last result set.
 
         ``line_offset`` is added to statement line numbers so that messages
         count lines as the user sees the cell (1 for a ``%%sql`` body).
-        ``limit``, ``on_progress`` and ``output`` (the result's shape: pandas,
-        arrow, polars) go to :func:`~lunepool_magic.postgres.run` for each
-        statement. Raises
+        ``limit``, ``on_progress``, ``output`` (the result's shape: pandas,
+        arrow, polars) and ``max_memory`` (the result's memory budget: bytes, or a
+        function giving them)
+        go to :func:`~lunepool_magic.postgres.run` for each statement. Raises
         :class:`~lunepool_magic.notebook.messages.SqlCellError` (server error, pool
         timeout, connection failure) or
         :class:`~lunepool_magic.notebook.messages.QueryCancelled` (interrupt).
@@ -279,6 +282,7 @@ class Session:
                     limit=limit,
                     on_progress=on_progress,
                     output=output,
+                    max_memory=max_memory,
                 )
                 out.status = result.status
                 if result.frame is not None:
@@ -401,6 +405,9 @@ class Session:
         elif isinstance(error, psycopg.Error):
             lines = error_lines(error, bound, index, line_offset)
             exc_class = display.SqlCellError
+        elif isinstance(error, ResultTooLarge):
+            lines = [too_large_line(error)]
+            exc_class = display.SqlCellError
         elif isinstance(error, UnicodeEncodeError):
             # Raised by psycopg while encoding the statement or a parameter,
             # before anything is sent: the connection is untouched.
@@ -411,6 +418,19 @@ class Session:
         else:
             return error  # a bug or an unexpected failure: let its traceback show
         return _with_state(exc_class(lines), error, lost, state, warnings)
+
+
+def too_large_line(error: ResultTooLarge) -> str:
+    """The one line a cell shows when its result passed max_result_memory."""
+    reached = size_text(error.held)
+    if error.rows is not None:
+        reached = f"{error.rows:,} rows ({reached})"
+    return (
+        f"ERROR:  the result passed max_result_memory ({size_text(error.limit)}) at {reached}: "
+        "the query was cancelled on the server and nothing was kept. Fetch fewer rows "
+        "(--limit N, an aggregate), stream them to a file (%sql --to results.parquet ...), "
+        "or raise %config LunepoolMagic.max_result_memory."
+    )
 
 
 def error_lines(

@@ -29,6 +29,7 @@ from psycopg.pq import Format
 from psycopg.rows import tuple_row
 
 from lunepool_magic.postgres import outputs
+from lunepool_magic.postgres.budget import Limit, ResultTooLarge, RssWatch, give_back_memory
 from lunepool_magic.postgres.errors import NoResultSetError
 from lunepool_magic.postgres.fetch import fetch
 from lunepool_magic.postgres.frames import (
@@ -95,6 +96,7 @@ def run(
     limit: int | None = None,
     on_progress: Callable[[int, int, float], object] | None = None,
     output: str = "pandas",
+    max_memory: Limit = None,
 ) -> Result:
     """Run one statement and return its rows as a DataFrame, or its status.
 
@@ -112,20 +114,28 @@ def run(
     is called about every 0.25 s of a fast-path fetch. ``output`` is
     "pandas" (a DataFrame), "arrow" (a pyarrow Table) or "polars" (a polars
     DataFrame); every shape holds the same values (types: docs/types.md).
+    ``max_memory`` (bytes, or a function giving them) is the result's memory budget: a result that
+    passes it is cancelled on the server, dropped, and ResultTooLarge raised.
     """
     _refuse_nul(sql)
     outputs.check_output(output)
     if isinstance(target, psycopg.Connection):
         if _wants_fast_path(sql, fast):
             fetched = fetch(
-                target, sql, params, limit=limit, on_progress=on_progress, output=output
+                target,
+                sql,
+                params,
+                limit=limit,
+                on_progress=on_progress,
+                output=output,
+                max_memory=max_memory,
             )
             if fetched is not None:
                 return Result(
                     fetched.result, f"SELECT {fetched.rows}", fetched.rows, bool(fetched.truncated)
                 )
         with target.cursor(row_factory=tuple_row) as cursor:
-            return _limited(_run(cursor, sql, params, output), limit, output)
+            return _limited(_watched(cursor, sql, params, output, max_memory), limit, output)
     if isinstance(target, psycopg.ServerCursor) or not isinstance(target, psycopg.Cursor):
         raise TypeError(
             f"run() needs a psycopg.Connection or a client-side psycopg.Cursor, "
@@ -134,7 +144,7 @@ def run(
     saved = target.row_factory
     target.row_factory = tuple_row
     try:
-        return _limited(_run(target, sql, params, output), limit, output)
+        return _limited(_watched(target, sql, params, output, max_memory), limit, output)
     finally:
         target.row_factory = saved
 
@@ -178,6 +188,32 @@ def _limited(result: Result, limit: int | None, output: str) -> Result:
         frame = frame.iloc[:limit]
     frame.attrs["truncated"] = truncated
     return Result(frame, result.status, len(frame), truncated)
+
+
+def _watched(
+    cursor: psycopg.Cursor[Any],
+    sql: Query,
+    params: Params | None,
+    output: str,
+    max_memory: Limit,
+) -> Result:
+    """``_run`` under the memory budget: libpq gathers the rows where nothing can count
+    them, so the process's growth is watched and the query cancelled past it."""
+    if max_memory is None:
+        return _run(cursor, sql, params, output)
+    watch = RssWatch(cursor.connection, max_memory)
+    try:
+        with watch:
+            result = _run(cursor, sql, params, output)
+    except psycopg.errors.QueryCanceled:
+        if not watch.tripped:
+            raise
+        result = None
+    if not watch.tripped:
+        return result
+    del result
+    give_back_memory()
+    raise ResultTooLarge(None, watch.grown, watch.limit)
 
 
 def _run(

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import pq
 
 from lunepool_magic.postgres import libpq, outputs
+from lunepool_magic.postgres.budget import Budget, Limit, ResultTooLarge, give_back_memory
 from lunepool_magic.postgres.fetch import plan, transfer
 from lunepool_magic.postgres.fetch.binary import BinaryDecoder
 from lunepool_magic.postgres.fetch.columns import Loaders, build, build_arrow
@@ -44,13 +45,22 @@ def fetch_frame(
     limit: int | None = None,
     on_progress: Progress | None = None,
     output: str = "pandas",
+    max_memory: Limit = None,
 ) -> Any:
     """Run a query through COPY and return its rows as the row path's DataFrame.
 
     ``output`` ("pandas", "arrow", "polars") picks the result's shape, as in
-    ``query()``; see :func:`fetch`.
+    ``query()``; ``max_memory`` is the memory budget; see :func:`fetch`.
     """
-    fetched = fetch(conn, sql, params, limit=limit, on_progress=on_progress, output=output)
+    fetched = fetch(
+        conn,
+        sql,
+        params,
+        limit=limit,
+        on_progress=on_progress,
+        output=output,
+        max_memory=max_memory,
+    )
     return None if fetched is None else fetched.result
 
 
@@ -70,6 +80,7 @@ def fetch(
     limit: int | None = None,
     on_progress: Progress | None = None,
     output: str = "pandas",
+    max_memory: Limit = None,
 ) -> Fetched | None:
     """Run a query through COPY; return its rows as the row path would.
 
@@ -80,7 +91,9 @@ def fetch(
     0.25 s during the transfer and once at the end. Parameters use psycopg's
     placeholders, as in ``query()``. Server errors during the transfer are
     raised as psycopg's exceptions; KeyboardInterrupt cancels the query on the
-    server first.
+    server first. Once the columns hold more than ``max_memory`` bytes the
+    query is cancelled the same way, everything fetched is dropped, and
+    :class:`~lunepool_magic.postgres.budget.ResultTooLarge` is raised.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
@@ -138,10 +151,11 @@ def fetch(
         if fmt == "binary"
         else CsvDecoder(columns, loaders, keep_text=tabular)
     )
-    background = InBackground(decoder) if BACKGROUND else None
+    consume: Any = decoder if max_memory is None else Budget(decoder, max_memory)
+    background = InBackground(consume) if BACKGROUND else None
     with conn.lock:
         try:
-            nbytes = transfer.copy_out(conn, command, background or decoder, on_progress, started)
+            nbytes = transfer.copy_out(conn, command, background or consume, on_progress, started)
             if background is not None:
                 background.close()
         except ErrorBeforeCopy:
@@ -149,10 +163,14 @@ def fetch(
                 background.abandon()
             _undo(conn, own, locked=True)
             return None
-        except BaseException:
+        except BaseException as exc:
             if background is not None:
                 background.abandon()
             _abandon(conn, own)
+            for col in columns:  # the traceback keeps this frame: it must not keep the rows
+                col.release()
+            if isinstance(exc, ResultTooLarge):
+                give_back_memory()
             raise
 
     # 3. The frame (or table).

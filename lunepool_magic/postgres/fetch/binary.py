@@ -96,7 +96,7 @@ class BinaryDecoder:
                 lengths = np.where(null, 0, flen).astype(np.int64)
                 pos = dpos + lengths
             if decoder == "text":
-                col.pieces.append(_string_chunk(u8, dpos, lengths, null))
+                col.add_arrow([_string_chunk(u8, dpos, lengths, null)])
             elif decoder == "bool":
                 col.append(u8[dpos] != 0, null)
             else:

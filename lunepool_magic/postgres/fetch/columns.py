@@ -8,6 +8,7 @@ use psycopg's loaders with the row path's fallbacks. Every dtype is the one
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,24 @@ class Column:
     nulls: bytearray = field(default_factory=bytearray)  # one bool per row
     pieces: list[Any] = field(default_factory=list)  # text: arrow arrays; loader: value lists
     exceptions: dict[int, bytes] = field(default_factory=dict)  # row -> server text
+    piece_bytes: int = 0  # what ``pieces`` hold (for the memory budget)
+
+    def held(self) -> int:
+        """Bytes the column's values take so far (Python values: an estimate)."""
+        return len(self.values) + len(self.nulls) + self.piece_bytes
+
+    def add_arrow(self, chunks: list[Any]) -> None:
+        """Text (or raw text) chunks: Arrow arrays."""
+        self.pieces.extend(chunks)
+        self.piece_bytes += sum(chunk.nbytes for chunk in chunks)
+
+    def add_values(self, values: list[Any]) -> None:
+        """Python values from psycopg's loaders (their size estimated from a sample)."""
+        self.pieces.append(values)
+        sample = values[:16]
+        if sample:
+            each = sum(map(sys.getsizeof, sample)) / len(sample)
+            self.piece_bytes += int((each + 8) * len(values))
 
     def append(self, values: np.ndarray, nulls: np.ndarray) -> None:
         self.dtype = values.dtype
@@ -65,6 +84,8 @@ class Column:
         self.values = bytearray()
         self.nulls = bytearray()
         self.pieces = []
+        self.exceptions = {}
+        self.piece_bytes = 0
 
 
 def _arrays(col: Column, nrows: int) -> tuple[np.ndarray, np.ndarray]:
