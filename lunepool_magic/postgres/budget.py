@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -156,8 +157,9 @@ class RssWatch:
     Use as a context manager around the statement; ``tripped`` tells afterwards
     whether it cancelled (the statement then fails with QueryCanceled, or, if
     the result was complete first, the caller drops it). One watcher thread
-    serves every statement (armed and disarmed, not started per statement);
-    without /proc it does nothing.
+    serves every statement: arming is an assignment, and a statement that
+    ends within the first interval (most do) costs no sample nor budget
+    look-up. Without /proc it does nothing.
     """
 
     INTERVAL = 0.01  # seconds between samples: about a MB at LAN speed
@@ -165,71 +167,87 @@ class RssWatch:
     def __init__(self, conn: Any, limit: Limit) -> None:
         self._conn = conn
         self._limit = limit
+        self._growth: Growth | None = None
+        self._resolved = False
+        self._active = False
+        self._lock = threading.Lock()  # the cancel never reaches a later statement
         self.tripped = False
         self.grown = 0
         self.limit = 0  # the limit in bytes, once the watcher has looked
 
     def __enter__(self) -> RssWatch:
+        self._growth = Growth()
+        self._active = True
         _watcher.arm(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._active = False
         _watcher.disarm(self)
 
-    def watch(self, stop: threading.Event) -> None:
-        """In the watcher thread: sample until ``stop`` is set or the limit is passed."""
-        limit = resolve(self._limit)
-        if limit is None:
-            return
-        self.limit = limit
-        growth = Growth()
-        while not stop.wait(self.INTERVAL):
-            grown = growth()
-            if grown > limit:
-                self.grown = grown
-                self.tripped = True
-                with contextlib.suppress(Exception):  # the query may just have ended
-                    self._conn.cancel_safe(timeout=5.0)
-                return
+    def sample(self) -> bool:
+        """In the watcher thread: True when this statement needs no more watching."""
+        if not self._resolved:
+            self._resolved = True
+            limit = resolve(self._limit)
+            if limit is None:
+                return True
+            self.limit = limit
+        assert self._growth is not None
+        grown = self._growth()
+        if grown <= self.limit:
+            return False
+        with self._lock:
+            if not self._active:
+                return True
+            self.grown = grown
+            self.tripped = True
+            with contextlib.suppress(Exception):  # the query may just have ended
+                self._conn.cancel_safe(timeout=5.0)
+        return True
 
 
 class _Watcher:
-    """The one thread that runs armed RssWatches, one at a time per arming."""
+    """The one thread that samples the armed RssWatch every INTERVAL; idle when none is."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed = threading.Condition(self._lock)
         self._current: RssWatch | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
 
     def arm(self, watch: RssWatch) -> None:
         if _statm() is None:
             return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="lunepool-memory-watch", daemon=True
-                )
-                self._thread.start()
-            self._stop = threading.Event()
-            self._current = watch
-            self._armed.notify()
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    threading.Thread(
+                        target=self._run, name="lunepool-memory-watch", daemon=True
+                    ).start()
+                    self._started = True
+        self._current = watch
+        if not self._wake.is_set():
+            self._wake.set()
 
     def disarm(self, watch: RssWatch) -> None:
-        with self._lock:
-            if self._current is watch:
-                self._current = None
-            self._stop.set()
+        if self._current is watch:
+            self._current = None
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                while self._current is None:
-                    self._armed.wait()
-                watch, stop = self._current, self._stop
-                self._current = None
-            watch.watch(stop)
+            self._wake.wait()
+            while True:
+                time.sleep(RssWatch.INTERVAL)
+                watch = self._current
+                if watch is None:
+                    self._wake.clear()
+                    if self._current is None:  # else armed in between: keep sampling
+                        break
+                    continue
+                if watch.sample() and self._current is watch:
+                    self._current = None
 
 
 _watcher = _Watcher()
