@@ -66,7 +66,7 @@ _PLAN_TEXT_MAX = 4096
 _META_RE = re.compile(r"\s*\\")
 
 # Options that need a statement after them.
-_NEEDS_SQL = frozenset({"explain", "analyze", "background"})
+_NEEDS_SQL = frozenset({"explain", "analyze", "background", "to"})
 
 _binding_module: Any = None  # lunepool_magic.notebook.binding, imported by the first cell
 
@@ -323,6 +323,8 @@ class LunepoolMagic(Magics):
             if opts.explain or opts.analyze or opts.background:
                 raise UsageError("backslash commands run as they are: no --explain/--background")
             return self._meta(session, text, opts.out)
+        if opts.to is not None:
+            return self._to_file(session, text, line_offset, local_ns, opts)
         if opts.explain or opts.analyze:
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
@@ -557,6 +559,53 @@ class LunepoolMagic(Magics):
         return frame
 
     # ---------------------------------------------------------------- explain
+
+    def _to_file(
+        self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine
+    ) -> None:
+        """``%sql --to FILE QUERY``: stream the rows into FILE; say rows, bytes and time."""
+        from pathlib import Path
+
+        from lunepool_magic.notebook.tofile import write_cell
+
+        for flag, given in (
+            ("--out / VAR <<", opts.out),
+            ("--background", opts.background),
+            ("--explain", opts.explain or opts.analyze),
+            ("--output", opts.output),
+        ):
+            if given:
+                raise UsageError(f"--to writes a file: it does not go with {flag}")
+        bound = self._bind(text, local_ns, line_offset)
+        if len(bound) != 1:
+            raise UsageError(
+                f"--to takes one query; this cell has {len(bound)} statements "
+                "(run the others in a cell of their own first)"
+            )
+        limit = _row_limit(opts.limit)
+        progress = self._progress()
+        try:
+            lines, cell = write_cell(
+                session,
+                bound[0],
+                Path(opts.to).expanduser(),
+                timeout=self.acquire_timeout,
+                limit=limit,
+                on_progress=progress,
+                line_offset=line_offset,
+            )
+        except ValueError as exc:
+            if progress is not None:
+                progress.finish(failed=True)
+            raise UsageError(str(exc)) from None
+        except BaseException:
+            if progress is not None:
+                progress.finish(failed=True)
+            raise
+        if progress is not None:
+            progress.finish()
+        self._show(cell)
+        print("\n".join(lines))
 
     def _explain(
         self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine

@@ -61,7 +61,8 @@ class MagicLine:
     flags; ``wait``/``cancel`` are True for ``--wait``/``--cancel``, and
     ``job`` is the job they name (``"3"``, ``"all"``) or None. ``limit`` is
     ``--limit N`` as typed (the magic checks it is a number). ``output`` is
-    ``--output KIND`` as typed (the magic checks it names an output).
+    ``--output KIND`` as typed (the magic checks it names an output); ``to``
+    the file ``--to FILE`` names (quotes taken off).
     """
 
     sql: str
@@ -85,6 +86,7 @@ class MagicLine:
     job: str | None = None
     limit: str | None = None
     output: str | None = None
+    to: str | None = None
     help: bool = False
 
     @property
@@ -121,7 +123,8 @@ class Option:
     ``takes`` says what follows the flag: ``flag`` (nothing), ``name`` (a
     Python-style name), ``rows`` (a number), ``var`` (a DataFrame variable),
     ``var?`` / ``name?`` / ``job?`` (optional: one, if the next word is one),
-    ``table`` (a table name as SQL spells it). ``command`` options take no
+    ``table`` (a table name as SQL spells it), ``path`` (a file name; quoted
+    if it holds blanks). ``command`` options take no
     SQL; ``usage`` is the line an error message shows for them.
     """
 
@@ -156,6 +159,14 @@ OPTIONS: tuple[Option, ...] = (
         "name",
         "the result as a pandas, arrow or polars table",
         "pandas|arrow|polars",
+    ),
+    Option(
+        ("--to",),
+        "to",
+        "path",
+        "stream the rows into FILE (.parquet, .arrow, .feather, .csv)",
+        "FILE",
+        usage="%sql --to results.parquet SELECT ...",
     ),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
     Option(("--list", "-l"), "list_connections", "flag", "list connections and pool numbers"),
@@ -231,6 +242,7 @@ def options_help() -> str:
 
 
 _JOB_RE = re.compile(r"(\d+|all)(?=\s|\Z)")
+_PATH_RE = re.compile(r"\"[^\"]+\"|'[^']+'|\S+")
 # A table name: one or two identifiers, each plain (letters, digits, _, $) or "quoted".
 _IDENT_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _TABLE_RE = re.compile(rf"{_IDENT_PART}(?:\.{_IDENT_PART})?(?=\s|\Z)")
@@ -367,6 +379,18 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             raise OptionError(
                 f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
             )
+        _set_once(found, option.key, value, word)
+        return end
+    elif option.takes == "path":
+        if value is None:
+            path = _PATH_RE.match(line, _SPACE_RE.match(line, end).end())
+            if path is None:
+                raise OptionError(
+                    f"{word} needs a file name: %sql {word} results.parquet SELECT ..."
+                )
+            value, end = path.group(), path.end()
+        if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]:
+            value = value[1:-1]
         _set_once(found, option.key, value, word)
         return end
     elif value is not None:

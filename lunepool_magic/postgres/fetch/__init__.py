@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import pq
@@ -28,6 +28,9 @@ from lunepool_magic.postgres.fetch.columns import Loaders, build, build_arrow
 from lunepool_magic.postgres.fetch.csv import CsvDecoder
 from lunepool_magic.postgres.fetch.plan import Params, Query
 from lunepool_magic.postgres.fetch.transfer import ErrorBeforeCopy, InBackground, Progress
+
+if TYPE_CHECKING:
+    from lunepool_magic.postgres.tofile import Sink
 from lunepool_magic.postgres.frames import Kind, ValueSource, make_frame
 
 __all__ = ["Fetched", "fetch", "fetch_frame"]
@@ -81,6 +84,7 @@ def fetch(
     on_progress: Progress | None = None,
     output: str = "pandas",
     max_memory: Limit = None,
+    sink: Sink | None = None,
 ) -> Fetched | None:
     """Run a query through COPY; return its rows as the row path would.
 
@@ -94,6 +98,8 @@ def fetch(
     server first. Once the columns hold more than ``max_memory`` bytes the
     query is cancelled the same way, everything fetched is dropped, and
     :class:`~lunepool_magic.postgres.budget.ResultTooLarge` is raised.
+    ``sink`` (:mod:`lunepool_magic.postgres.tofile`) takes the blocks instead
+    of the columns keeping them; the result is then what its ``finish`` returns.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
@@ -130,7 +136,9 @@ def fetch(
         raise
 
     try:
-        fmt, columns = plan.make_plan(conn, fields, extra_float_digits)
+        fmt, columns = plan.make_plan(
+            conn, fields, extra_float_digits, csv=sink is not None and sink.wants_csv
+        )
         copy = plan.copy_statement(text, fmt, columns, limit)
         if params is not None:
             copy = psycopg.ClientCursor(conn).mogrify(copy, params)
@@ -145,12 +153,25 @@ def fetch(
 
     # 2. COPY, decoding block by block.
     loaders = Loaders(conn)
-    tabular = output != "pandas"
-    decoder = (
+    tabular = output != "pandas" or sink is not None
+    tz = conn.info.timezone if any(c.ct.kind is Kind.TIMESTAMPTZ for c in columns) else None
+    decoder: Any = (
         BinaryDecoder(columns)
         if fmt == "binary"
         else CsvDecoder(columns, loaders, keep_text=tabular)
     )
+    if sink is not None:
+
+        def batch(nrows: int) -> Any:
+            """The columns so far as one Arrow table (then emptied)."""
+            arrays = [build_arrow(c, nrows, tz, loaders, conn.adapters.types) for c in columns]
+            for col in columns:
+                col.release()
+            return outputs.arrow_table(
+                [c.name for c in columns], arrays, [(c.oid, c.typmod) for c in columns]
+            )
+
+        decoder = sink.start(decoder, columns, batch, limit)
     consume: Any = decoder if max_memory is None else Budget(decoder, max_memory)
     background = InBackground(consume) if BACKGROUND else None
     with conn.lock:
@@ -161,11 +182,15 @@ def fetch(
         except ErrorBeforeCopy:
             if background is not None:
                 background.abandon()
+            if sink is not None:
+                sink.abandon()
             _undo(conn, own, locked=True)
             return None
         except BaseException as exc:
             if background is not None:
                 background.abandon()
+            if sink is not None:
+                sink.abandon()
             _abandon(conn, own)
             for col in columns:  # the traceback keeps this frame: it must not keep the rows
                 col.release()
@@ -180,7 +205,8 @@ def fetch(
     if on_progress is not None:
         # The rows the caller gets: the one fetched past a limit only tells it was cut.
         on_progress(nrows, nbytes, time.monotonic() - started)
-    tz = conn.info.timezone if any(c.ct.kind is Kind.TIMESTAMPTZ for c in columns) else None
+    if sink is not None:
+        return Fetched(sink.finish(nrows), nrows, truncated)
     names = [c.name for c in columns]
     types = [(c.oid, c.typmod) for c in columns]
     arrays = []
