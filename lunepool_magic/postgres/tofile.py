@@ -204,19 +204,24 @@ class _RawCsv:
         self._sink = sink
         self._limit = limit
         self.columns: list[Any] = []  # nothing is held
-        self.rows = 0
-        sink.write_bytes((",".join(map(_csv_name, names)) + "\n").encode())
+        self.rows = 0  # received, the one past a limit included (it tells the result was cut)
+        sink.write_bytes(csv_header(names))
 
     def __call__(self, block: bytearray, lens: list[int]) -> None:
-        if self._limit is not None and self.rows + len(lens) > self._limit:
+        received = len(lens)
+        if self._limit is not None and self.rows + received > self._limit:
             keep = max(self._limit - self.rows, 0)
             block = block[: sum(lens[:keep])]
-            lens = lens[:keep]
         self._sink.write_bytes(block)
-        self.rows += len(lens)
+        self.rows += received
 
     def flush(self, final: bool = False) -> None:
         pass
+
+
+def csv_header(names: list[str]) -> bytes:
+    """The header line, quoted as the server quotes CSV values (only when needed)."""
+    return (",".join(map(_csv_name, names)) + "\n").encode()
 
 
 def _csv_name(name: str) -> str:
@@ -288,5 +293,7 @@ def _write_csv(sink: Sink, table: Any) -> None:
     ]
     plain = pa.Table.from_arrays(columns, names=table.column_names)
     buffer = pa.BufferOutputStream()
-    pacsv.write_csv(plain, buffer)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(plain, buffer, options)
+    sink.write_bytes(csv_header(table.column_names))
     sink.write_bytes(buffer.getvalue().to_pybytes())
