@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -318,3 +320,38 @@ def test_query_arrow_equals_fetch(conn: psycopg.Connection, zone: str) -> None:
     statement = "SELECT g, g::text AS t FROM generate_series(1, 500) AS g"
     assert query(conn, statement, output="arrow").equals(fetched(conn, statement, "auto", "arrow"))
     assert query(conn, "SELECT 1 AS one", output="polars").to_dict(as_series=False) == {"one": [1]}
+
+
+@pytest.mark.parametrize("output", ["arrow", "polars"])
+def test_progress_and_ctrl_c_with_every_output(
+    conn: psycopg.Connection, pg_admin: psycopg.Connection, output: str
+) -> None:
+    reports: list[tuple[int, int]] = []
+    statement = "SELECT g, repeat('x', 50) AS t FROM generate_series(1, 20000) AS g"
+    result = fetch(
+        conn, statement, output=output, on_progress=lambda r, b, s: reports.append((r, b))
+    )
+    assert result is not None and result.rows == 20000
+    assert reports[-1][0] == 20000 and reports[-1][1] > 20000 * 50  # the summary
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def ctrl_c_once_rows_flow(rows: int, nbytes: int, elapsed: float) -> None:
+        if rows > 0:
+            signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fetch(
+                conn,
+                "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000000) AS g",
+                output=output,
+                on_progress=ctrl_c_once_rows_flow,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    again = query(conn, "SELECT 1 AS one FROM pg_class LIMIT 1", output=output)
+    assert len(again) == 1
