@@ -277,8 +277,27 @@ class LunepoolMagic(Magics):
                 print("\n".join(err.warnings), file=sys.stderr)
             if self.show_traceback and err.__cause__ is not None:
                 print("\n".join(err.lines), file=sys.stderr)
-                raise err.__cause__ from None
+                cause = err.__cause__
+                self._mask_traceback(cause)
+                raise cause from None
             raise
+        except (UsageError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._mask_traceback(exc)
+            raise
+
+    def _mask_traceback(self, exc: BaseException) -> None:
+        """Make IPython show ``exc`` without the cell's line, locals or any password.
+
+        IPython renders an exception that has ``_render_traceback_`` with its
+        lines; set on the instance, the exception keeps its type for code that
+        catches it.
+        """
+        lines = display.masked_traceback(exc, self._connections.mask)
+        # An exception type with __slots__ takes no attribute: IPython shows it as usual.
+        with contextlib.suppress(AttributeError):
+            exc._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
 
     def _dispatch(
         self, opts: MagicLine, text: str, line_offset: int, local_ns: Any, cell: bool
@@ -286,6 +305,19 @@ class LunepoolMagic(Magics):
         """Everything but the hot path: connect, switch, list, close, the commands, then run."""
         if opts.help:
             print(SQL_HELP)
+            return None
+        if opts.refresh:
+            from lunepool_magic import completer
+
+            session = self._connections.named(opts.alias) if opts.alias else self._current_session()
+            try:
+                catalog = completer.refresh(self.shell, session)
+            except LookupError as exc:
+                raise UsageError(f"--refresh: {exc}") from None
+            if catalog is None:
+                print("Tab completion is not active in this shell; nothing to refresh.")
+            else:
+                print(f"Read the catalog of {session.alias!r} again for Tab completion.")
             return None
         if opts.close:
             print(self._connections.close(opts.close_name, self._jobs))
@@ -768,7 +800,8 @@ class LunepoolMagic(Magics):
     def _connect(self, target: str, alias: str | None, prompt: bool) -> Session:
         """Connect ``target`` as ``alias`` (default 'default') and make it current."""
         ask = (lambda where: getpass.getpass(f"Password for {where}: ")) if prompt else None
-        session, out, err = self._connections.connect(target, alias, ask)
+        history = getattr(getattr(self.shell, "history_manager", None), "hist_file", None)
+        session, out, err = self._connections.connect(target, alias, ask, history_file=history)
         _print_lines(out, err)
         return session
 
@@ -851,6 +884,11 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
         magics.magics["line"][name] = method
         magics.magics["cell"][name] = method
     shell.register_magics(magics)
+    # Tab completion in SQL cells (lunepool_magic.completer); it reads the registry at each Tab.
+    from lunepool_magic import completer
+
+    names = tuple(name for name in MAGIC_NAMES if name not in taken)
+    completer.install(shell, lambda: magics.sessions, lambda: magics.current_alias, names)
     if taken:
         print(
             f"%{taken[0]} belongs to another extension; use %lunesql / %%lunesql "
@@ -865,6 +903,9 @@ def unload(shell: InteractiveShell) -> None:
     magics = manager.registry.pop(LunepoolMagic.__name__, None)
     if not isinstance(magics, LunepoolMagic):
         return
+    from lunepool_magic import completer
+
+    completer.uninstall(shell)
     magics.close_all()
     atexit.unregister(magics.close_all)
     for kind in ("line", "cell"):

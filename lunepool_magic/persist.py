@@ -5,6 +5,7 @@ psycopg and pandas, no IPython); this module keeps the short path working.
 """
 
 from lunepool_magic.postgres.persist import (
+    COLUMNS_ATTR,
     PersistError,
     PersistResult,
     TableExists,
@@ -14,6 +15,7 @@ from lunepool_magic.postgres.persist import (
 )
 
 __all__ = [
+    "COLUMNS_ATTR",
     "PersistError",
     "PersistResult",
     "TableExists",

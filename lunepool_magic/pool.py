@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 from types import EllipsisType, TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = [
     "Borrow",
@@ -342,6 +342,8 @@ class Pool(Generic[R]):
         failed its check) is destroyed, and the borrower keeps its slot to
         create a fresh one: it never loses its turn to a later arrival.
         """
+        entry: _Entry[R] | None
+        waiter: _Waiter | None
         with self._lock:
             # Critical section: decide lend / create / wait.
             if self._closed:
@@ -364,7 +366,7 @@ class Pool(Generic[R]):
             if grant is not _SLOT:
                 # A hand-off is validated like an idle resource: it may have
                 # broken while its previous borrower held it.
-                entry = grant  # type: ignore[assignment]
+                entry = cast(_Entry[R], grant)
         if entry is not None:
             now = monotonic()
             if entry.expires_at <= now or (

@@ -234,9 +234,10 @@ class Statement:
     whitespace; it equals ``cell[start:end]``. ``line`` is the 1-based line of
     ``start`` in the cell, for messages such as "statement 3 (line 7)".
     ``unterminated`` is None, or names what was left open at the end of the
-    cell: "string", "quoted identifier", "dollar quote", "block comment" or
-    "BEGIN ATOMIC block". Such a statement still goes to the server, which
-    reports the error with its position (see :func:`split_statements`).
+    cell: "string", "quoted identifier", "dollar quote", "block comment",
+    "parenthesis" or "BEGIN ATOMIC block". Such a statement still goes to the
+    server, which reports the error with its position (see
+    :func:`split_statements`).
     """
 
     text: str
@@ -277,14 +278,16 @@ def split_statements(text: str) -> list[Statement]:
     """Split a cell into statements at top-level semicolons.
 
     A ``;`` separates statements only in code: not inside strings, quoted
-    identifiers, dollar quotes or comments (see the module docstring), and not
-    inside the body of a SQL-standard routine. In ``CREATE [OR REPLACE]
-    FUNCTION|PROCEDURE ... BEGIN ATOMIC ...; ...; END`` the semicolons up to
-    the matching ``END`` belong to the one statement. Like psql, this is a
-    heuristic, not a parser: in a statement that starts with those words, at
-    parenthesis depth 0, ``BEGIN ATOMIC`` opens a block, and inside one
-    ``CASE`` opens and ``END`` closes one (not after ``.`` or ``AS``, where
-    they are names).
+    identifiers, dollar quotes or comments (see the module docstring), not
+    while a parenthesis is open (psql's rule: a rule's ``DO INSTEAD (NOTIFY a;
+    NOTIFY b)``), and not inside the body of a SQL-standard routine. In
+    ``CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ...; ...; END``
+    the semicolons up to the matching ``END`` belong to the one statement.
+    Like psql, this is a heuristic, not a parser: in a statement that starts
+    with those words, at parenthesis depth 0, ``BEGIN ATOMIC`` opens a block,
+    and inside one ``CASE`` opens and ``END`` closes one (not after ``.`` or
+    ``AS``, where they are names); the block itself ends only at an ``END``
+    right after a ``;`` (elsewhere ``end`` is a bare column label).
 
     Statements that hold only whitespace and comments are dropped. Comments
     stay with the statement they precede (optimizer hints live there), except
@@ -292,8 +295,8 @@ def split_statements(text: str) -> list[Statement]:
     before and are dropped with its ``;``.
 
     Unterminated input is not an error here: an unclosed quote, dollar quote,
-    block comment or ``BEGIN ATOMIC`` block runs to the end of the cell and
-    makes, with what precedes it, the last statement, marked by
+    block comment, parenthesis or ``BEGIN ATOMIC`` block runs to the end of
+    the cell and makes, with what precedes it, the last statement, marked by
     :attr:`Statement.unterminated`. Sending it lets the server report the
     syntax error with its exact position, which is more honest than guessing
     where the user meant it to end; the marker lets a caller warn first if it
@@ -303,12 +306,14 @@ def split_statements(text: str) -> list[Statement]:
     if _NOT_SIMPLE_RE.search(text) is None:
         # Most cells are one short statement (`%sql SELECT ...`). Without `;`,
         # quotes, `$` or comment markers the lexer could only return the text,
-        # stripped of blanks, as one complete statement: skip its pass.
+        # stripped of blanks, as one statement: skip its pass.
         stripped = text.lstrip(_WS)
         if not stripped:
             return []
         start = len(text) - len(stripped)
-        return [Statement(stripped.rstrip(_WS), start, 1 + text.count("\n", 0, start))]
+        line = 1 + text.count("\n", 0, start)
+        unclosed = "parenthesis" if _paren_depth(text, 0, len(text), 0) else None
+        return [Statement(stripped.rstrip(_WS), start, line, unclosed)]
     return _split_lexed(text)
 
 
@@ -350,43 +355,83 @@ def _split_lexed(text: str) -> list[Statement]:
 def _chunks(text: str) -> list[tuple[int, int, bool, str | None]]:
     """The pieces between top-level semicolons, as ``(start, stop, content, unterminated)``.
 
+    A ``;`` is top-level when no parenthesis is open, as psql decides: rules
+    with several actions (``DO INSTEAD (NOTIFY a; NOTIFY b)``) keep theirs. A
+    ``)`` with nothing open is ignored, so the depth never goes negative.
+
     ``text[start:stop]`` is the piece without its ``;``. ``content`` is False
     when the piece holds only blanks and complete comments. ``unterminated``
-    names the region left open at the end, for the last piece only.
+    names the region (or "parenthesis") left open at the end, for the last
+    piece only.
     """
     chunks: list[tuple[int, int, bool, str | None]] = []
     start, content = 0, False
     unterminated: str | None = None
+    depth = 0
     non_ws = _NON_WS_RE.search
     for kind, s, e, ok in _lex(text):
         if kind is CODE:
-            semi = text.find(";", s, e)
-            while semi >= 0:
-                content = content or non_ws(text, s, semi) is not None
-                chunks.append((start, semi, content, None))
-                start = s = semi + 1
-                content = False
-                semi = text.find(";", s, e)
+            pos = s
+            while True:
+                semi = text.find(";", pos, e)
+                end = e if semi < 0 else semi
+                depth = _paren_depth(text, pos, end, depth)
+                if semi < 0:
+                    break
+                pos = semi + 1
+                if depth == 0:  # a top-level `;`
+                    content = content or non_ws(text, s, semi) is not None
+                    chunks.append((start, semi, content, None))
+                    start = s = pos
+                    content = False
             content = content or non_ws(text, s, e) is not None
         elif not ok:
             content = True
             unterminated = "block comment" if kind is COMMENT else kind
         elif kind is not COMMENT:
             content = True
+    if unterminated is None and depth > 0:
+        unterminated = "parenthesis"
     chunks.append((start, len(text), content, unterminated))
     return chunks
 
 
+def _paren_depth(text: str, pos: int, end: int, depth: int) -> int:
+    """The parenthesis depth after the code ``text[pos:end]``, entered at ``depth``."""
+    closes = text.count(")", pos, end)
+    if closes <= depth:  # no `)` can meet depth 0 here: counting is exact
+        return depth + text.count("(", pos, end) - closes
+    for m in _PAREN_RE.finditer(text, pos, end):
+        depth = depth + 1 if m.group() == "(" else max(0, depth - 1)
+    return depth
+
+
+_PAREN_RE = re.compile(r"[()]")
+
+
 class _RoutineBody:
-    """Counts the open BEGIN ATOMIC / CASE blocks of a routine, fed piece by piece."""
+    """Tracks the open BEGIN ATOMIC / CASE blocks of a routine, fed piece by piece.
+
+    An ``end`` closes the innermost CASE; it closes a BEGIN ATOMIC block only
+    right after a body statement's ``;`` (or after ``ATOMIC`` itself, for an
+    empty body). Anywhere else in the body ``end`` is a bare column label
+    (``SELECT 1 end;``, allowed since PostgreSQL 14), which psql's own
+    heuristic takes for the block's end.
+    """
 
     def __init__(self) -> None:
-        self.atomic = 0  # open BEGIN ATOMIC and CASE blocks
+        self.blocks: list[str] = []  # open "atomic" and "case" blocks, innermost last
         self.paren = 0  # parenthesis depth; only depth 0 counts
         self.prev = ""  # previous token: lowercased word, character, or region kind
 
+    @property
+    def atomic(self) -> bool:
+        """Whether a BEGIN ATOMIC block is still open."""
+        return bool(self.blocks)
+
     def feed(self, text: str, start: int, stop: int) -> None:
         """Account for the statement text ``text[start:stop]`` (no top-level `;` in it)."""
+        blocks = self.blocks
         for kind, s, e, _ in _lex(text, start, stop):
             if kind is COMMENT:
                 continue  # comments are transparent: BEGIN /* x */ ATOMIC
@@ -404,9 +449,12 @@ class _RoutineBody:
                 elif self.paren == 0:
                     if token == "atomic":
                         if self.prev == "begin":
-                            self.atomic += 1
-                    elif self.atomic and token in ("case", "end") and self.prev not in (".", "as"):
-                        self.atomic += 1 if token == "case" else -1
+                            blocks.append("atomic")
+                    elif blocks and token in ("case", "end") and self.prev not in (".", "as"):
+                        if token == "case":
+                            blocks.append("case")
+                        elif blocks[-1] == "case" or self.prev in (";", "atomic"):
+                            blocks.pop()
                 self.prev = token
 
 
@@ -464,15 +512,19 @@ def _parameter_spans(text: str) -> list[tuple[int, int]]:
     opens a constructor when only blanks and comments separate it from a
     preceding keyword ARRAY, or when it follows ``[`` or ``,`` inside a
     constructor (``ARRAY[[:a], [:b]]``); any other ``[`` is a subscript.
+    After a ``.``, ``array`` is a column of that name (``t.array[1:n]``,
+    ``(t).array[1:n]``), so its ``[`` is a subscript too.
     """
     spans: list[tuple[int, int]] = []
     stack: list[int] = []  # open brackets; unbalanced closers are ignored
     before = -1  # index of the last character before this piece that is not blank or comment
+    before_piece = 0  # start of the code piece that holds `before`
     for kind, s, e, _ in _lex(text):
         if kind is COMMENT:
             continue
         if kind is not CODE:
             before = e - 1  # a closing quote or `$`: neither ARRAY nor `[` nor `,`
+            before_piece = e  # ... and nothing before it is code of that piece
             continue
         for m in _PARAM_CODE_RE.finditer(text, s, e):
             start = m.start()
@@ -485,7 +537,10 @@ def _parameter_spans(text: str) -> list[tuple[int, int]]:
                 stack.append(_PAREN)
             elif token == "[":
                 j = _last_non_blank(text, start)
-                opens_array = _opens_array(text, j if j >= s else before, stack)
+                if j >= s:
+                    opens_array = _opens_array(text, j, s, stack)
+                else:
+                    opens_array = _opens_array(text, before, before_piece, stack)
                 stack.append(_ARRAY if opens_array else _SUBSCRIPT)
             elif token == ")":
                 if stack and stack[-1] == _PAREN:
@@ -494,23 +549,30 @@ def _parameter_spans(text: str) -> list[tuple[int, int]]:
                 stack.pop()
         j = _last_non_blank(text, e)
         if j >= s:
-            before = j
+            before, before_piece = j, s
     return spans
 
 
-def _opens_array(text: str, j: int, stack: list[int]) -> bool:
-    """Whether a ``[`` whose previous significant character is ``text[j]`` opens ARRAY[...]."""
+def _opens_array(text: str, j: int, piece: int, stack: list[int]) -> bool:
+    """Whether a ``[`` whose previous significant character is ``text[j]`` opens ARRAY[...].
+
+    ``piece`` is where the code around ``text[j]`` starts: a ``.`` is looked
+    for before the word ARRAY only there, not inside a comment or string.
+    """
     if j < 0:
         return False
     if stack and stack[-1] == _ARRAY and text[j] in "[,":
         return True
     word = text[j - 4 : j + 1]
-    return (
-        j >= 4
+    if not (
+        j - 4 >= piece
         and word.isascii()
         and word.lower() == "array"
         and (j == 4 or not _is_ident_char(text[j - 5]))
-    )
+    ):
+        return False
+    dot = _last_non_blank(text, j - 4)
+    return dot < piece or text[dot] != "."
 
 
 def _is_ident_char(char: str) -> bool:

@@ -37,7 +37,7 @@ from support.pgbouncer import PgBouncer, find_pgbouncer  # noqa: E402
 from support.proxy import BreakableProxy  # noqa: E402
 from support.servers import EmbeddedServer  # noqa: E402
 
-pytest_plugins = ["pytester", "support.strict"]
+pytest_plugins = ["pytester", "support.strict", "support.passwords"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

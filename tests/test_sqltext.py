@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from lunepool_magic.sqltext import (
     Statement,
     UnknownParameter,
+    _split_lexed,
     bind_parameters,
     find_parameters,
     split_statements,
@@ -220,6 +221,55 @@ SPLIT_CASES = [
         "CREATE TABLE begin_atomic (x int); SELECT 1",
         ["CREATE TABLE begin_atomic (x int)", "SELECT 1"],
     ),
+    # Issue 15: psql ends no statement while a parenthesis is open, and
+    # pg_get_ruledef (so pg_dump) prints multi-action rules in this form.
+    (
+        "bug-15-semicolon-inside-parentheses-of-a-rule",
+        "CREATE RULE r AS ON INSERT TO t DO INSTEAD (NOTIFY foo; NOTIFY bar); SELECT 2",
+        ["CREATE RULE r AS ON INSERT TO t DO INSTEAD (NOTIFY foo; NOTIFY bar)", "SELECT 2"],
+    ),
+    (
+        "bug-15-nested-parentheses-and-a-closer-in-a-string",
+        "CREATE RULE r AS ON UPDATE TO t DO ALSO (INSERT INTO l VALUES (')'); "
+        "DELETE FROM q WHERE (a);); SELECT 2",
+        [
+            "CREATE RULE r AS ON UPDATE TO t DO ALSO (INSERT INTO l VALUES (')'); "
+            "DELETE FROM q WHERE (a);)",
+            "SELECT 2",
+        ],
+    ),
+    # A stray `)` does not make the depth negative (psql's rule too).
+    ("stray-closing-parenthesis", "SELECT 1); SELECT (2)", ["SELECT 1)", "SELECT (2)"]),
+    (
+        "stray-closer-then-balanced-parentheses",
+        "SELECT (1)) + ((2)); SELECT (3; 4)",
+        ["SELECT (1)) + ((2))", "SELECT (3; 4)"],
+    ),
+    # Issue 15: `END` as a bare column label (PostgreSQL 14+) ends no body;
+    # only an END right after a body statement's `;` (or after ATOMIC) does.
+    (
+        "bug-15-end-as-bare-column-label-in-begin-atomic",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 end; END; SELECT 2",
+        [
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 end; END",
+            "SELECT 2",
+        ],
+    ),
+    (
+        "bare-label-end-after-a-case",
+        "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC "
+        "SELECT CASE WHEN true THEN 1 END END; SELECT 2 end; END; SELECT 3",
+        [
+            "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC "
+            "SELECT CASE WHEN true THEN 1 END END; SELECT 2 end; END",
+            "SELECT 3",
+        ],
+    ),
+    (
+        "empty-begin-atomic",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END; SELECT 2",
+        ["CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END", "SELECT 2"],
+    ),
 ]
 
 
@@ -285,6 +335,12 @@ UNTERMINATED_CASES = [
         "SELECT 1; /* a /* b */ SELECT 2;",
         "/* a /* b */ SELECT 2;",
         "block comment",
+    ),
+    (
+        "parenthesis",
+        "SELECT 1; SELECT (2; SELECT 3",
+        "SELECT (2; SELECT 3",
+        "parenthesis",
     ),
     (
         "begin-atomic-without-end",
@@ -399,6 +455,19 @@ BIND_CASES = [
     ),
     ("non-ascii-name", "SELECT :é", "SELECT %(é)s", {"é": 1}),
     ("param-then-subscript", "SELECT :ids[1]", "SELECT %(ids)s[1]", {"ids": [1, 2]}),
+    # Issue 15: after a dot, `array` is a column named array, not ARRAY[.
+    (
+        "bug-15-column-named-array-is-subscripted",
+        'SELECT t.array[1:n], (t).array[lo:hi], t . array[:n], t."array"[1:n] FROM arr_t t',
+        'SELECT t.array[1:n], (t).array[lo:hi], t . array[:n], t."array"[1:n] FROM arr_t t',
+        None,
+    ),
+    (
+        "array-constructor-after-an-operator-still-takes-params",
+        "SELECT 1.5*ARRAY[:x], t.a||array[:n]",
+        "SELECT 1.5*ARRAY[%(x)s], t.a||array[%(n)s]",
+        {"x": 41, "n": 7},
+    ),
 ]
 
 
@@ -588,12 +657,32 @@ ORACLE_CELLS = [
         "SELECT pg_temp.three()",
         id="routines",
     ),
+    pytest.param(
+        "CREATE TEMP TABLE rt (x int); CREATE TEMP TABLE rt_log (x int);"
+        "CREATE RULE rt_two AS ON INSERT TO rt DO INSTEAD "
+        "(INSERT INTO rt_log VALUES (new.x); INSERT INTO rt_log VALUES (new.x + 1));"
+        "INSERT INTO rt VALUES (1); SELECT x FROM rt_log ORDER BY x; DROP TABLE rt, rt_log",
+        id="bug-15-rule-with-two-actions",
+    ),
+    pytest.param(
+        "CREATE OR REPLACE FUNCTION pg_temp.labelled() RETURNS int LANGUAGE sql BEGIN ATOMIC "
+        "SELECT 7 end; END; SELECT pg_temp.labelled()",
+        id="bug-15-end-as-bare-label",
+    ),
 ]
 
 
 @pytest.mark.parametrize("cell", ORACLE_CELLS)
 def test_server_splits_like_us(conn: psycopg.Connection, cell: str) -> None:
     assert run_cell(conn, cell) == run_whole_cell(conn, cell)
+
+
+def test_bug_15_server_slices_a_column_named_array(conn: psycopg.Connection) -> None:
+    cell = (
+        "SELECT t.array[1:n], (t).array[2:n] "
+        "FROM (SELECT ARRAY[1, 2, 3] AS array, 2 AS n) AS t WHERE :one = 1"
+    )
+    assert run_cell(conn, cell, one=1) == [[([1, 2], [2])]]
 
 
 def test_server_lexes_dollar_quote_after_number_like_us(conn: psycopg.Connection) -> None:
@@ -664,6 +753,17 @@ def test_fuzz_split_keeps_text_in_place(cell: str) -> None:
     # ... and the statements, rejoined, split back into themselves.
     rejoined = "\n;\n".join(s.text for s in statements)
     assert [s.text for s in split_statements(rejoined)] == [s.text for s in statements]
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list(" \n;'\"-/*$a()")), max_size=20))
+def test_fuzz_the_one_statement_shortcut_agrees_on_parentheses(cell: str) -> None:
+    assert split_statements(cell) == _split_lexed(cell)
+
+
+def test_the_shortcut_marks_an_unclosed_parenthesis() -> None:
+    assert split_statements("SELECT (1") == [Statement("SELECT (1", 0, 1, "parenthesis")]
+    assert split_statements("SELECT (1)) + (2)")[0].unterminated is None
 
 
 @FUZZ

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lunepool_magic.notebook import messages
@@ -52,8 +54,26 @@ LIST_COLUMNS = [
 
 PASSWORD_IN_CELL_NOTE = (
     "Note: the password typed in this cell is saved in the notebook (and in "
-    "IPython's history); prefer ~/.pgpass, PGPASSWORD, or --password to be prompted."
+    "IPython's history); prefer --password (asks for it), ~/.pgpass, PGPASSWORD "
+    "or a service file (PGSERVICE, ~/.pg_service.conf)."
 )
+
+
+def password_in_cell_notes(history_file: Path | str | None) -> list[str]:
+    """What to say when a cell holds a password; more if others can read the history."""
+    notes = [PASSWORD_IN_CELL_NOTE]
+    if history_file is None or str(history_file) == ":memory:":
+        return notes
+    try:
+        mode = os.stat(history_file).st_mode
+    except OSError:
+        return notes
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        notes.append(
+            f"Note: IPython's history file {history_file} can be read by other users "
+            f"(mode {stat.S_IMODE(mode):o}): chmod 600 it."
+        )
+    return notes
 
 
 class Settings(Protocol):
@@ -81,8 +101,8 @@ def without_driver(target: str) -> tuple[str, str | None]:
 
 def parse_conninfo(target: str) -> dict[str, Any]:
     """libpq's parse of a URL or conninfo; the error never repeats the string (password)."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from lunepool_magic.postgres.conninfo import ConnectionStringError
+    from lunepool_magic.postgres.conninfo import parse_conninfo as parse
 
     bad = messages.unsendable_char(target)
     if bad is not None:
@@ -91,12 +111,13 @@ def parse_conninfo(target: str) -> dict[str, Any]:
             "not repeated here because it may hold a password)"
         )
     try:
-        return conninfo_to_dict(target)
-    except psycopg.Error:
-        raise messages.CellUsageError(
-            "could not parse the connection string (check its syntax and quoting; it is "
-            "not repeated here because it may hold a password)"
-        ) from None
+        return parse(target)
+    except ConnectionStringError as exc:
+        reason = str(exc).removeprefix("invalid connection parameters: ")
+    raise messages.CellUsageError(
+        f"could not parse the connection string: {reason} (it is not repeated here "
+        "because it may hold a password)"
+    )
 
 
 def _session_module() -> Any:
@@ -119,18 +140,20 @@ class Connections:
         target: str,
         alias: str | None,
         ask_password: Callable[[str], str] | None = None,
+        history_file: Path | str | None = None,
     ) -> tuple[Session, list[str], list[str]]:
         """Connect ``target`` as ``alias`` (default 'default') and make it current.
 
         Returns the session and the lines to print (stdout, stderr).
-        ``ask_password(where)`` is called to prompt for a password.
+        ``ask_password(where)`` is called to prompt for a password;
+        ``history_file`` is IPython's, checked when the cell holds a password.
         """
         alias = alias or DEFAULT_ALIAS
         target, driver_note = without_driver(target)
         params = parse_conninfo(target)
         warnings = [driver_note] if driver_note else []
         if params.get("password"):
-            warnings.append(PASSWORD_IN_CELL_NOTE)
+            warnings += password_in_cell_notes(history_file)
         password = None
         if ask_password is not None:
             from lunepool_magic.postgres.conninfo import describe_target
@@ -152,15 +175,26 @@ class Connections:
 
     def _open(self, alias: str, conninfo: str, source: str, password: str | None) -> Session:
         """A new session with one connection opened, so a bad target fails right here."""
+        from lunepool_magic.postgres.conninfo import ConnectionStringError
+
         settings = self.settings
-        session = _session_module().Session(
-            alias,
-            conninfo,
-            max_connections=settings.max_connections,
-            acquire_timeout=settings.acquire_timeout,
-            source=source,
-            password=password,
-        )
+        try:
+            session = _session_module().Session(
+                alias,
+                conninfo,
+                max_connections=settings.max_connections,
+                acquire_timeout=settings.acquire_timeout,
+                source=source,
+                password=password,
+            )
+        except ConnectionStringError as exc:
+            reason = str(exc).removeprefix("invalid connection parameters: ")
+            where = "DATABASE_URL" if source == "DATABASE_URL" else "the connection string"
+            message = f"could not parse {where}: {reason}"
+        else:
+            message = None
+        if message is not None:  # raised outside the except block: nothing chained
+            raise messages.CellUsageError(message)
         try:
             session.connect(settings.acquire_timeout)
         except BaseException:
@@ -279,6 +313,14 @@ class Connections:
             if self.current_alias is not None:
                 message += f"; current connection: {self.current_alias!r}"
         return message + "."
+
+    def mask(self, text: str) -> str:
+        """``text`` without the password of any connection (or anything shaped like one)."""
+        from lunepool_magic.postgres.conninfo import mask_password
+
+        for session in self.sessions.values():
+            text = session.pool.mask(text)
+        return mask_password(text)
 
     def close_all(self) -> None:
         """Close every session (pinned transactions roll back); errors are ignored."""

@@ -13,7 +13,9 @@ read through their ``diag`` attributes only.
 from __future__ import annotations
 
 import re
+import traceback
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -73,6 +75,18 @@ class SqlCellError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         return self.lines
+
+
+def masked_traceback(exc: BaseException, mask: Callable[[str], str]) -> list[str]:
+    """``exc``'s traceback as Python prints it, from where it was raised, ``mask``-ed.
+
+    For errors that leave a cell with a traceback: the frames start inside the
+    library (not at the cell, whose source line may hold a URL and password),
+    locals are never shown (IPython's ``%xmode Verbose`` would show them), and
+    every line passes through ``mask``.
+    """
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return mask(text).rstrip("\n").splitlines()
 
 
 class CellUsageError(ValueError):

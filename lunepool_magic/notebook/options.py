@@ -88,6 +88,7 @@ class MagicLine:
     output: str | None = None
     to: str | None = None
     help: bool = False
+    refresh: bool = False
 
     @property
     def command(self) -> str | None:
@@ -227,6 +228,14 @@ OPTIONS: tuple[Option, ...] = (
         command=True,
         usage="%sql --cancel [N | all]",
     ),
+    Option(
+        ("--refresh",),
+        "refresh",
+        "flag",
+        "read the catalog for Tab completion again",
+        command=True,
+        usage="%sql --refresh",
+    ),
     Option(("--help", "-h"), "help", "flag", "show this help", command=True, usage="%sql --help"),
 )
 
@@ -316,6 +325,7 @@ _NEW_STYLE_KEYS = frozenset(
         "wait",
         "cancel",
         "help",
+        "refresh",
     }
 )
 
@@ -338,6 +348,7 @@ def _check_combination(opts: MagicLine) -> None:
             ("--cancel", opts.cancel),
             ("--close", opts.close),
             ("--help", opts.help),
+            ("--refresh", opts.refresh),
         )
         if given
     ]
@@ -473,6 +484,15 @@ def _target_end(line: str, pos: int) -> int | None:
         return None
     url = _URL_RE.match(line, pos)
     if url is not None:
+        after = _WORD_RE.match(line, _SPACE_RE.match(line, url.end()).end())
+        if after is not None and "@" in after.group() and "@" not in url.group():
+            # `postgresql://me:pass word@host/db`: the URL was cut at a space, and
+            # the rest, password included, would be sent (and echoed) as SQL.
+            raise OptionError(
+                "the connection URL seems to hold a space (an '@' follows it): write a "
+                "space as %20, or quote the whole string; it is not repeated here because "
+                "it may hold a password"
+            )
         return url.end()
     end = pos
     # key=value pairs: `host=h port=5432 dbname=d`.

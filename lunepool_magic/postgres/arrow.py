@@ -39,7 +39,8 @@ __all__ = [
     "timestamp_array",
 ]
 
-# pyarrow 18+ has a UUID extension type (values come back as uuid.UUID).
+# pyarrow 18+ has a UUID extension type (values come back as uuid.UUID); before
+# it, the 16 bytes.
 UUID_TYPE = pa.uuid() if hasattr(pa, "uuid") else pa.binary(16)
 
 #: Decimal precision Arrow's decimal128 holds (and polars reads).
@@ -239,6 +240,8 @@ def from_text(
                 pass
         return strings  # months (no fixed length), infinity, huge: the server's text
     if oid == _UUID:
+        if UUID_TYPE == pa.binary(16):  # pyarrow before 18: the 16 bytes
+            values = [None if v is None else v.bytes for v in values]
         return pa.array(values, UUID_TYPE)
     if all(v is None or isinstance(v, list) for v in values):
         return _list_array(values, element(oid), strings)

@@ -84,7 +84,19 @@ def must_discard(exc: BaseException, conn: psycopg.Connection[Any] | None = None
     return exc.diag.severity_nonlocalized in DISCARD_SEVERITIES
 
 
-class ConnectionFailed(psycopg.OperationalError):
+class ShownWithoutFrames:
+    """Mixin: IPython shows the error as its one-line message, without the traceback.
+
+    For errors about a connection target: the frames would add nothing, and
+    under ``%xmode Verbose`` their locals would show the connection string,
+    password included.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConnectionFailed(ShownWithoutFrames, psycopg.OperationalError):
     """A new connection could not be opened.
 
     A psycopg ``OperationalError``, so existing handlers still catch it; its

@@ -50,6 +50,7 @@ __all__ = [
     "load_rows",
     "make_frame",
     "object_series",
+    "text_array",
     "type_oid",
 ]
 
@@ -374,7 +375,16 @@ def _boolean_column(values: Sequence[Any], ct: ColumnType, src: ValueSource, col
 def _string_column(values: Sequence[Any], ct: ColumnType, src: ValueSource, column: int) -> Any:
     # pyarrow converts the tuple (None -> null) in C; large_string is what
     # pandas' pyarrow string arrays hold anyway.
-    return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=STRING_DTYPE)
+    return text_array(pa.array(values, type=pa.large_string()))
+
+
+def text_array(values: pa.Array | pa.ChunkedArray) -> Any:
+    """pyarrow ``large_string`` values as a text column of ``STRING_DTYPE``.
+
+    No ``dtype=``: pandas 2.2's ArrowStringArray takes none, and without one
+    pandas 2 and 3 both make ``STRING_DTYPE`` (pyarrow storage, NULL as <NA>).
+    """
+    return pd.arrays.ArrowStringArray(values)
 
 
 # Datetimes and timedeltas become exact integer microseconds (since the epoch,

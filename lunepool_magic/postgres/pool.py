@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
 
 from lunepool_magic.pool import Borrow, Pool, PoolStats
-from lunepool_magic.postgres.conninfo import describe_target, mask_password
+from lunepool_magic.postgres.conninfo import describe_target, mask_password, parse_conninfo
 from lunepool_magic.postgres.errors import ConnectionFailed, UnusableConnection, must_discard
 from lunepool_magic.postgres.libpq import (
     ACTIVE,
@@ -88,16 +88,9 @@ class PostgresPool:
         password = connect_params.get("password")
         if password is None:
             connect_params.pop("password", None)
-        # Parse here, not at the first connect, so a typo fails now. libpq's
-        # parse errors can quote the whole URL, password included: masked, and
-        # raised outside the except block so no unmasked error is chained.
-        message = None
-        try:
-            params = conninfo_to_dict(make_conninfo(conninfo, **connect_params))
-        except psycopg.ProgrammingError as exc:
-            message = mask_password(str(exc).strip(), password)
-        if message is not None:
-            raise psycopg.ProgrammingError(f"invalid connection parameters: {message}")
+        # Parse here, not at the first connect, so a typo fails now; the error
+        # shows no part of the string (it may hold the password).
+        params = parse_conninfo(conninfo, **connect_params)
         params.setdefault("application_name", application_name)
         if connect_timeout is None:
             # No borrow should hang much past its acquire timeout on a server
@@ -171,6 +164,10 @@ class PostgresPool:
         """Call ``fn(conn)`` with a borrowed connection and return its result."""
         with self.connection(timeout) as conn:
             return fn(conn)
+
+    def mask(self, text: str) -> str:
+        """``text`` with this pool's password (and anything shaped like one) masked."""
+        return mask_password(text, self._password)
 
     def stats(self) -> PoolStats:
         return self._pool.stats()

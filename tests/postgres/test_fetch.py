@@ -32,17 +32,17 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pandas.core.arrays.masked import BaseMaskedArray
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.enum import EnumInfo, register_enum
+from support.frames import assert_same, identical  # noqa: F401
 
 from lunepool_magic.postgres import create_pool, destroy_pool, fetch, libpq, with_connection
 from lunepool_magic.postgres.fetch import fetch_frame
 from lunepool_magic.postgres.fetch import plan as fetch_plan
 from lunepool_magic.postgres.fetch import transfer as fetch_transfer
 from lunepool_magic.postgres.frames import COLUMNS_ATTR
-from lunepool_magic.postgres.statement import query
+from lunepool_magic.postgres.statement import query, run
 
 IDLE = TransactionStatus.IDLE
 INTRANS = TransactionStatus.INTRANS
@@ -109,60 +109,14 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- The comparison -----------------------------------------------------------------------
 
 
-def assert_same(fast: pd.DataFrame, row: pd.DataFrame) -> None:
-    """``fast`` is exactly ``row``: dtypes, NULL masks, bits of floats, types of objects."""
-    assert list(fast.columns) == list(row.columns)
-    assert [str(t) for t in fast.dtypes] == [str(t) for t in row.dtypes]
-    assert type(fast.index) is type(row.index) and fast.index.equals(row.index)
-    pd.testing.assert_frame_equal(fast, row, check_exact=True)
-    for j in range(row.shape[1]):
-        a, b = fast.iloc[:, j].array, row.iloc[:, j].array
-        where = f"column {j} ({row.columns[j]!r}, {row.dtypes.iloc[j]})"
-        assert a.dtype == b.dtype, where
-        if isinstance(b, BaseMaskedArray):
-            assert isinstance(a, BaseMaskedArray), where
-            assert np.array_equal(a._mask, b._mask), where
-            keep = ~b._mask
-            data_a, data_b = a._data[keep], b._data[keep]
-            if data_b.dtype.kind == "f":  # NaN, -0.0: compare the bits
-                width = f"u{data_b.dtype.itemsize}"
-                data_a, data_b = data_a.view(width), data_b.view(width)
-            assert np.array_equal(data_a, data_b), where
-        elif b.dtype.kind in "mM":
-            assert np.array_equal(a.asi8, b.asi8), where  # NaT included
-        elif pd.api.types.is_object_dtype(b.dtype):
-            for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                assert identical(x, y), (where, i, x, y)
-        else:  # strings
-            assert a.tolist() == b.tolist(), where
-            assert np.array_equal(a.isna(), b.isna()), where
-
-
-def identical(x: Any, y: Any) -> bool:
-    """Same type and same value, to the last digit, bit and time zone (recursively)."""
-    if type(x) is not type(y):
-        return False
-    if y is None or y is pd.NA:
-        return x is y
-    if isinstance(y, float):
-        return np.float64(x).view(np.uint64) == np.float64(y).view(np.uint64)
-    if isinstance(y, Decimal):
-        return x.compare_total(y) == 0  # NaN, -0, trailing zeros
-    if isinstance(y, list | tuple):
-        return len(x) == len(y) and all(map(identical, x, y))
-    if isinstance(y, dict):
-        return x.keys() == y.keys() and all(identical(x[k], y[k]) for k in y)
-    if isinstance(y, dt.datetime | dt.time):
-        return x == y and x.tzinfo == y.tzinfo and x.fold == y.fold
-    return bool(x == y)
-
-
 def check(conn: psycopg.Connection, statement: Any, params: Any = None) -> pd.DataFrame:
     """The fast path's frame for ``statement``, after checking it equals the row path's."""
     fast = fetch_frame(conn, statement, params)
     assert fast is not None, "the fast path declined"
     assert conn.info.transaction_status == (IDLE if conn.autocommit else INTRANS)
-    row = query(conn, statement, params)
+    # The row path itself: query() would take the fast path again for a FROM.
+    row = run(conn, statement, params, fast=False).frame
+    assert row is not None
     assert_same(fast, row)
     return fast
 
@@ -713,7 +667,7 @@ def test_limit(conn: psycopg.Connection, route: str, limit: int) -> None:
     df = fetch_frame(conn, statement, limit=limit)
     assert df is not None
     assert df.attrs["truncated"] is (limit < 1000)
-    assert_same(df, query(conn, statement + f" LIMIT {limit}"))
+    assert_same(df, run(conn, statement + f" LIMIT {limit}", fast=False).frame)
 
 
 def test_limit_stops_the_server(conn: psycopg.Connection) -> None:
@@ -733,7 +687,7 @@ def test_limit_keeps_the_order_of_the_query(conn: psycopg.Connection) -> None:
     statement = "SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g ORDER BY h DESC"
     df = fetch_frame(conn, statement, limit=100)
     assert df is not None and df.attrs["truncated"]
-    assert_same(df, query(conn, statement + " LIMIT 100"))
+    assert_same(df, run(conn, statement + " LIMIT 100", fast=False).frame)
     check(conn, statement)
 
 

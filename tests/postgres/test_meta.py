@@ -14,7 +14,12 @@ import psycopg
 import pytest
 from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
 
-from lunepool_magic.postgres.meta import MetaError, parse_meta, pattern_regexes
+from lunepool_magic.postgres.meta import (
+    MetaError,
+    check_server_version,
+    parse_meta,
+    pattern_regexes,
+)
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ def test_dt_lists_tables_with_psql_columns(ip: Shell, schema: str) -> None:
 def test_dt_plus_adds_size_and_description(ip: Shell, schema: str) -> None:
     frame = ip.value(rf"%sql \dt+ {schema}.cust*")
     assert list(frame.columns) == [
-        "Schema", "Name", "Type", "Owner", "Persistence", "Size", "Description"
+        "Schema", "Name", "Type", "Owner", "Persistence", "Access method", "Size", "Description"
     ]  # fmt: skip
     assert frame.loc[0, "Description"] == "people who buy"
     assert frame.loc[0, "Persistence"] == "permanent"
@@ -140,9 +145,9 @@ def test_d_plus_view_shows_its_definition(ip: Shell, schema: str) -> None:
 
 def test_d_index_and_sequence(ip: Shell, schema: str) -> None:
     index = ip.ok(rf"%sql \d {schema}.orders_customer_idx")
-    assert list(index.value.columns) == ["Column", "Type", "Definition"]
+    assert list(index.value.columns) == ["Column", "Type", "Key?", "Definition"]
     assert f'Index "{schema}.orders_customer_idx"' in index.out
-    assert f'btree (customer_id), for table "{schema}.orders"' in index.out
+    assert f'btree, for table "{schema}.orders"' in index.out
     sequence = ip.value(rf"%sql \d {schema}.orders_id_seq")
     assert sequence.loc[0, "Type"] == "integer" and sequence.loc[0, "Increment"] == 1
 
@@ -190,9 +195,52 @@ def test_a_table_created_in_the_pinned_transaction_is_listed(ip: Shell, schema: 
     assert "uncommitted" not in names(ip.value(rf"%sql \dt {schema}.*"))
 
 
+def test_new_commands_through_the_magic(ip: Shell, schema: str) -> None:
+    ip.ok(f"%sql CREATE TYPE {schema}.mood AS ENUM ('sad', 'happy')")
+    ip.ok(f"%sql CREATE DOMAIN {schema}.pos AS int CHECK (VALUE > 0)")
+    types = ip.value(rf"%sql \dT+ {schema}.*")
+    assert list(types.columns) == [
+        "Schema", "Name", "Internal name", "Size", "Elements", "Owner", "Access privileges",
+        "Description",
+    ]  # fmt: skip
+    assert types.set_index("Internal name").loc["mood", "Elements"] == "sad\nhappy"
+    domains = ip.value(rf"%sql \dD {schema}.*")
+    assert domains.loc[0, "Check"] == "CHECK (VALUE > 0)"
+    source = ip.value(rf"%sql \sf {schema}.add_one")
+    assert (
+        source["Source code"].iloc[0] == f"CREATE OR REPLACE FUNCTION {schema}.add_one(x integer)"
+    )
+    assert source["Source code"].iloc[-1] == "AS $function$SELECT x + 1$function$"
+    assert "customers" in names(ip.value(rf"%sql \dp {schema}.*"))
+    assert {"Location", "Owner"} <= set(ip.value(r"%sql \db").columns)
+    objects = ip.ok(r"%sql \dx+ plpgsql")
+    assert 'Objects in extension "plpgsql"' in objects.out
+    assert "language plpgsql" in objects.value["Object description"].tolist()
+    assert list(ip.value(r"%sql \dy").columns) == [
+        "Name", "Event", "Owner", "Enabled", "Function", "Tags"
+    ]  # fmt: skip
+    assert list(ip.value(r"%sql \dew").columns) == ["Name", "Owner", "Handler", "Validator"]
+    assert list(ip.value(r"%sql \des").columns) == ["Name", "Owner", "Foreign-data wrapper"]
+    assert names(ip.value(rf"%sql \z {schema}.orders")) == ["orders"]  # \z is \dp
+
+
+def test_sf_in_a_pinned_transaction_leaves_it_usable(ip: Shell, schema: str) -> None:
+    """An unknown function is answered from the catalogs, not by a failed cast."""
+    ip.ok("%sql BEGIN")
+    run = ip.fail(rf"%sql \sf {schema}.no_such_function")
+    assert 'function "' in run.text and "does not exist" in run.text
+    assert ip.scalar("%sql SELECT 1") == 1  # the transaction was not aborted
+    ip.ok("%sql ROLLBACK")
+
+
 @pytest.mark.parametrize(
     ("cell", "message"),
     [
+        (r"%sql \sf", r"\sf needs a function"),
+        (r"%sql \sf+ f", r"\sf takes no S or +"),
+        (r"%sql \dx+ lpm_nosuch", r"\dx+ lists the objects of one extension; no extension"),
+        (r"%sql \sf max(integer)", "is an aggregate function"),
+        (r"%sql \sf pg_catalog.max", "more than one function has that name"),
         (r"%sql \x", r"\x is not supported in %sql: expanded display"),
         (r"%sql \c otherdb", "connect with %sql postgresql://"),
         (r"%sql \zz", r"unsupported backslash command \zz"),
@@ -240,3 +288,24 @@ def test_parse_meta_reads_modifiers() -> None:
     assert parse_meta(r"\l").pattern is None
     with pytest.raises(MetaError):
         parse_meta(r"\dt one two")
+
+
+def test_parse_meta_reads_commands_with_capitals_and_aliases() -> None:
+    assert parse_meta(r"\dTS+ pg_catalog.int*").name == "dT"
+    assert (parse_meta(r"\dD").name, parse_meta(r"\dE").name) == ("dD", "dE")
+    assert parse_meta(r"\des+").name == "des" and parse_meta(r"\dew").name == "dew"
+    assert parse_meta(r"\dS").name == "d" and parse_meta(r"\dS").system
+    assert (parse_meta(r"\z").name, parse_meta(r"\dg").name) == ("dp", "du")
+    assert parse_meta(r"\sf public.f(integer, text)").pattern == "public.f(integer, text)"
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [(90624, False), (120022, False), (130000, True), (150018, True), (180006, True)],
+)
+def test_servers_older_than_13_get_a_clear_error(version: int, supported: bool) -> None:
+    if supported:
+        assert check_server_version(version) == version
+    else:
+        with pytest.raises(MetaError, match=r"need PostgreSQL 13 or later; this server is 1?[0-9]"):
+            check_server_version(version)

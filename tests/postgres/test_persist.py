@@ -1,16 +1,15 @@
 """``%sql --persist df``: DataFrames as tables through COPY, against a real server.
 
-Round trips (persist, then ``SELECT *`` through the query path, must give an
-equal DataFrame) in both COPY formats, what maps to what, all-or-nothing
-(a failure halfway, Ctrl-C during the COPY, a pinned transaction), table
-names as identifiers, and the magic's messages and options.
+Blocks, all-or-nothing (a failure halfway, Ctrl-C during the COPY, a pinned
+transaction), table names as identifiers, and the magic's messages and
+options. What maps to what and the round trips are in test_persist_types.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-import ipaddress
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +18,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from support.shell import (  # noqa: F401 (ip_fixture provides the `ip` fixture)
     Shell,
     active_queries,
@@ -32,7 +29,6 @@ from lunepool_magic.notebook.options import OptionError, parse_line
 from lunepool_magic.persist import (
     PersistError,
     TableExists,
-    column_types,
     parse_table_name,
     persist,
 )
@@ -66,245 +62,6 @@ def exists(admin: psycopg.Connection[Any], table: str) -> bool:
 
 def count(admin: psycopg.Connection[Any], table: str) -> int:
     return int(admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-
-# The query path's types, as the server makes them; NULL in every column.
-ROUND_TRIP_SQL = r"""
-SELECT * FROM (VALUES
- (1::int2, 2::int4, 3::int8, 1.5::float4, 'NaN'::float8, true, 'a"b,c
-d'::text, ''::varchar, '2024-01-02 03:04:05.123456'::timestamp,
- '2024-01-02 03:04:05.123456+02'::timestamptz, '1 day 02:03:04.5'::interval, '2024-02-29'::date,
- 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '{"a": [1, null, "x"]}'::jsonb, '\x00ff'::bytea,
- 'Infinity'::float8, 'null'::jsonb, 12.345678901234567890::numeric),
- (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  '-Infinity', NULL, NULL),
- (-32768, 2147483647, -9223372036854775808, 'Infinity', 1e-300, false, '\.', 'x', '1900-01-01',
-  '9999-12-31 23:59:59.999999+00', '-1 days -00:00:01', '0001-01-01',
-  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', '[]', '\x', 0.1, '{}', 'NaN'),
- (7, 8, 9, '-0', '-0', true, 'ünï ☃ "quoted", back\slash', ' ', '1969-12-31 23:59:59.999999',
-  '1970-01-01 00:00:00+00', '00:00:00', '1999-12-31', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13',
-  '"s"', '\x01', 1e300, '1', '-Infinity')
-) AS v(i2, i4, i8, f4, f8, b, t, vc, ts, tstz, iv, d, u, jb, by, f8b, jnull, num)
-"""
-
-# Types that only go as CSV (no binary form here): numeric, time, arrays, month intervals, ...
-TEXT_ONLY_SQL = r"""
-SELECT * FROM (VALUES
- (12.345678901234567890::numeric, '12:34:56.789'::time, '12:34:56+05:30'::timetz,
-  ARRAY[1, NULL, 3]::int8[], ARRAY['a', 'b"c', NULL, '{}']::text[],
-  '1 year 2 mons 3 days'::interval,
-  '[1, 2]'::json, '192.168.0.1'::inet, '10.0.0.0/8'::cidr, ARRAY[1.5, '-Infinity']::float8[],
-  'infinity'::timestamp, '24:00:00'::time),
- (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
- ('NaN', '00:00', '00:00+00', ARRAY[]::int8[], ARRAY[]::text[], '-1 mons', '"s"', '::1', '::/0',
-  ARRAY[]::float8[], '2024-01-01', '23:59:59.999999')
-) AS v(num, tm, ttz, ai, at, iv, js, ip, net, af, ts_inf, tm24)
-"""
-
-
-def assert_same(back: pd.DataFrame, frame: pd.DataFrame) -> None:
-    """assert_frame_equal, except that object columns compare as lists.
-
-    (pandas' testing iterates over iterable values: an ipaddress network
-    would be walked address by address.)
-    """
-    assert list(back.columns) == list(frame.columns)
-    objects = [c for c in frame.columns if frame[c].dtype == object]
-    pd.testing.assert_frame_equal(back.drop(columns=objects), frame.drop(columns=objects))
-    for name in objects:
-        assert back[name].dtype == object, name
-        assert _plain(back[name]) == _plain(frame[name]), name
-
-
-def _plain(column: pd.Series) -> list[Any]:
-    """Values comparable with ==: NA as None, NaN as a string."""
-    out = []
-    for value in column.tolist():
-        if value is pd.NA:
-            out.append(None)
-        elif isinstance(value, (float, decimal.Decimal)) and value != value:
-            out.append("NaN")
-        else:
-            out.append(value)
-    return out
-
-
-def assert_round_trip(conn: psycopg.Connection[Any], frame: pd.DataFrame, fmt: str) -> None:
-    table = f"lpm_rt_{uuid.uuid4().hex[:10]}"
-    try:
-        result = persist(conn, frame, table, copy_format=fmt)
-        assert result.rows == len(frame)
-        back = query(conn, f"SELECT * FROM {table}")
-        assert_same(back, frame)
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_query_results_round_trip(conn: psycopg.Connection[Any], fmt: str) -> None:
-    frame = query(conn, ROUND_TRIP_SQL)
-    assert_round_trip(conn, frame, fmt)
-
-
-def test_text_only_types_round_trip_through_csv(conn: psycopg.Connection[Any]) -> None:
-    frame = query(conn, TEXT_ONLY_SQL)
-    assert_round_trip(conn, frame, "auto")
-    with pytest.raises(PersistError, match=r"no binary COPY form here for: tm \(time"):
-        persist(conn, frame, "lpm_never_created", copy_format="binary")
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_float_nan_inf_and_null_stay_apart(conn: psycopg.Connection[Any], fmt: str) -> None:
-    masked = pd.arrays.FloatingArray(
-        np.array([1.5, np.nan, 0.0, np.inf, -np.inf]), np.array([False, False, True, False, False])
-    )
-    frame = pd.DataFrame({"masked": masked, "plain": [1.5, np.nan, np.nan, np.inf, -np.inf]})
-    table = f"lpm_nan_{uuid.uuid4().hex[:8]}"
-    try:
-        persist(conn, frame, table, copy_format=fmt)
-        rows = conn.execute(
-            f"SELECT masked::text, plain::text FROM {table} ORDER BY masked NULLS LAST"
-        ).fetchall()
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-    # Masked float: NaN is a value, <NA> is NULL. numpy float: NaN is pandas' missing: NULL.
-    assert sorted(rows, key=str) == sorted(
-        [("1.5", "1.5"), ("NaN", None), (None, None), ("Infinity", "Infinity"),
-         ("-Infinity", "-Infinity")],
-        key=str,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_pandas_dtypes_map_to_the_documented_types_and_come_back(
-    conn: psycopg.Connection[Any], fmt: str
-) -> None:
-    utc = dt.timezone.utc
-    frame = pd.DataFrame(
-        {
-            "i8": np.array([1, -2, 3], dtype=np.int8),
-            "i16": np.array([1, -2, 3], dtype=np.int16),
-            "i32": np.array([1, -2, 3], dtype=np.int32),
-            "i64": np.array([1, -(2**63), 2**63 - 1], dtype=np.int64),
-            "u8": np.array([0, 1, 255], dtype=np.uint8),
-            "u16": np.array([0, 1, 65535], dtype=np.uint16),
-            "u32": np.array([0, 1, 2**32 - 1], dtype=np.uint32),
-            "nullable": pd.array([1, None, 3], dtype="Int64"),
-            "f32": np.array([0.1, 1e-45, 3.4e38], dtype=np.float32),
-            "f64": [0.1, 1 / 3, 1e-300],
-            "flag": [True, False, True],
-            "maybe": pd.array([True, None, False], dtype="boolean"),
-            "text": pd.array(["a", None, ""], dtype="string"),
-            "pyarrow_text": pd.array(["a", None, "c"], dtype="string[pyarrow]"),
-            "str_default": pd.Series(["x", "y", None]),
-            "category": pd.Categorical(["lo", "hi", None]),
-            "ts": pd.to_datetime(
-                ["2024-01-01 00:00:00.000001", None, "1677-09-22"], format="ISO8601"
-            ),
-            "tz": pd.to_datetime(
-                ["2024-06-01 12:00", None, "2000-01-01 00:00"], format="ISO8601"
-            ).tz_localize("Europe/Paris"),
-            "td": pd.to_timedelta(["1 day 00:00:00.5", None, "-3 s"]),
-            "py_dates": [dt.date(2024, 1, 1), None, dt.date(1, 1, 1)],
-            "py_datetimes": [
-                dt.datetime(2024, 1, 1, 12, tzinfo=utc), None, dt.datetime(1, 1, 1, tzinfo=utc)
-            ],
-            "decimals": [decimal.Decimal("1.10"), None, decimal.Decimal("-0.000000000001")],
-            "big_ints": [2**70, None, -5],
-            "uuids": [uuid.UUID(int=1), None, uuid.UUID(int=2**128 - 1)],
-            "blobs": [b"\x00\xff", None, b""],
-            "json": [{"a": [1, None]}, pd.NA, {"b": "c"}],
-            "ints_list": [[1, None, 3], pd.NA, []],
-            "words": [["a", 'b"c'], ["{", "}"], pd.NA],
-            "ip": [ipaddress.ip_address("10.0.0.1"), None, ipaddress.ip_address("::1")],
-        }
-    )  # fmt: skip
-    types = dict(column_types(frame))
-    assert types == {
-        "i8": "smallint", "i16": "smallint", "i32": "integer", "i64": "bigint",
-        "u8": "smallint", "u16": "integer", "u32": "bigint", "nullable": "bigint",
-        "f32": "real", "f64": "double precision", "flag": "boolean", "maybe": "boolean",
-        "text": "text", "pyarrow_text": "text", "str_default": "text", "category": "text",
-        "ts": "timestamp without time zone", "tz": "timestamp with time zone",
-        "td": "interval", "py_dates": "date", "py_datetimes": "timestamp with time zone",
-        "decimals": "numeric", "big_ints": "numeric", "uuids": "uuid", "blobs": "bytea",
-        "json": "jsonb",
-        "ints_list": "bigint[]", "words": "text[]", "ip": "inet",
-    }  # fmt: skip
-    if fmt == "binary":
-        frame = frame.drop(columns=["ints_list", "words", "ip"])
-    table = f"lpm_dtypes_{uuid.uuid4().hex[:8]}"
-    try:
-        persist(conn, frame, table, copy_format=fmt)
-        back = query(conn, f"SELECT * FROM {table}")
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-    # Values come back equal, in the query path's dtypes.
-    for name in frame.columns:
-        original = _plain(frame[name].astype(object).where(frame[name].notna(), None))
-        returned = _plain(back[name].astype(object).where(back[name].notna(), None))
-        if name == "tz":
-            returned = [None if v is None else v.tz_convert("Europe/Paris") for v in returned]
-        assert returned == original, name
-    assert str(back["nullable"].dtype) == "Int64"
-    assert str(back["ts"].dtype) == "datetime64[us]"
-
-
-def test_nanoseconds_are_dropped_in_both_formats(conn: psycopg.Connection[Any]) -> None:
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime(["2024-01-01 00:00:00.000001999"]).astype("datetime64[ns]"),
-            "td": pd.to_timedelta([1999], unit="ns"),
-        }
-    )
-    for fmt in FORMATS:
-        table = f"lpm_ns_{fmt}_{RUN}"
-        try:
-            persist(conn, frame, table, copy_format=fmt, mode="replace")
-            row = conn.execute(f"SELECT ts, td FROM {table}").fetchone()
-        finally:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        assert row == (dt.datetime(2024, 1, 1, 0, 0, 0, 1), dt.timedelta(microseconds=1)), fmt
-
-
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    rows=st.lists(
-        st.tuples(
-            st.none() | st.text(alphabet=st.characters(blacklist_categories=["Cs"],
-                                                       blacklist_characters="\x00")),
-            st.none() | st.floats(allow_nan=True, allow_infinity=True),
-            st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1),
-        ),
-        max_size=30,
-    )
-)  # fmt: skip
-def test_text_floats_and_ints_round_trip_property(
-    conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
-) -> None:
-    frame = pd.DataFrame(
-        {
-            "t": pd.array([r[0] for r in rows], dtype="string[pyarrow]"),
-            "f": pd.arrays.FloatingArray(
-                np.array([0.0 if r[1] is None else r[1] for r in rows], dtype=float),
-                np.array([r[1] is None for r in rows], dtype=bool),
-            ),
-            "i": pd.array([r[2] for r in rows], dtype="Int64"),
-        }
-    )
-    for fmt in FORMATS:
-        table = f"lpm_prop_{fmt}_{RUN}"
-        try:
-            persist(conn, frame, table, copy_format=fmt, mode="replace")
-            back = query(conn, f"SELECT * FROM {table}")
-        finally:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        pd.testing.assert_frame_equal(back, frame)
 
 
 def test_many_blocks_arrive_whole(conn: psycopg.Connection[Any]) -> None:
@@ -341,6 +98,23 @@ def test_table_names_follow_sql_rules() -> None:
     for bad in ("a.b.c", "a b", '"open', "9lives", "a..b"):
         with pytest.raises(PersistError):
             parse_table_name(bad)
+
+
+def test_the_table_name_parser_loads_none_of_the_dataframe_code() -> None:
+    """Option parsing checks ``--table`` with parse_table_name: importing it from
+    the package must not load the modules that need pandas, pyarrow and psycopg."""
+    code = (
+        "import sys\n"
+        "from lunepool_magic.postgres.persist import parse_table_name\n"
+        "assert parse_table_name('S.\"T\"') == ('s', 'T')\n"
+        "print(' '.join(sorted(m for m in sys.modules if '.persist' in m)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [
+        "lunepool_magic.postgres.persist",
+        "lunepool_magic.postgres.persist.errors",
+        "lunepool_magic.postgres.persist.names",
+    ]
 
 
 def test_quoted_names_are_identifiers_never_sql(conn: psycopg.Connection[Any], schema: str) -> None:

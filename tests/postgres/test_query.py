@@ -395,7 +395,7 @@ def test_interval_without_months_is_timedelta64(conn: psycopg.Connection) -> Non
         pd.Timedelta(days=1, hours=2, minutes=3, seconds=4, microseconds=5),
         pd.Timedelta(microseconds=-1),
         pd.Timedelta(hours=-22),
-        pd.Timedelta(days=100_000_000),
+        pd.Timedelta(dt.timedelta(days=100_000_000)),  # pandas 2.2: Timedelta(days=) is ns-only
         pd.NaT,
     ]
 

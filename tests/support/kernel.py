@@ -114,6 +114,19 @@ class Kernel:
                 return json.loads(line[len(marker) + 1 :])
         raise AssertionError(f"no value printed for {expression!r}:\n{reply.text}")
 
+    def complete(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
+        """A ``complete_request``, as JupyterLab sends it: the reply's content.
+
+        ``metadata._jupyter_types_experimental`` holds each completion's
+        ``text``, ``type``, ``start`` and ``end``.
+        """
+        msg_id = self.client.complete(code, len(code) if cursor_pos is None else cursor_pos)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
     def pool_stats(self, alias: str = "default") -> dict[str, Any] | None:
         """The pool statistics of ``alias`` in the kernel, and its pinned transaction state."""
         return self.value(

@@ -118,7 +118,7 @@ def fetch(
 
     # 1. Probe: the column types, the float setting; nothing runs (LIMIT 0).
     try:
-        fields, extra_float_digits = plan.probe(conn, text, params, own)
+        fields, extra_float_digits, bound = plan.probe(conn, text, params, own)
         if not fields:
             raise plan.Declined("no result columns")
     except BaseException as exc:
@@ -140,10 +140,12 @@ def fetch(
             conn, fields, extra_float_digits, csv=sink is not None and sink.wants_csv
         )
         copy = plan.copy_statement(text, fmt, columns, limit)
-        if params is not None:
-            copy = psycopg.ClientCursor(conn).mogrify(copy, params)
+        cleanup = ""
+        if bound is not None:  # the values stay on the server: see plan.BoundParameters
+            copy = bound.copy_text(conn, copy)
+            cleanup = bound.cleanup()
         end = "COMMIT" if own else f"RELEASE SAVEPOINT {plan.SAVEPOINT}"
-        command = f"{copy}; {end}".encode()
+        command = f"{copy}{cleanup}; {end}".encode()
     except BaseException as exc:
         with contextlib.suppress(Exception):
             _undo(conn, own)

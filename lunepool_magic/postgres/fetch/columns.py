@@ -25,7 +25,6 @@ from lunepool_magic.postgres.copyformat import PG_EPOCH_DAYS, PG_EPOCH_US
 from lunepool_magic.postgres.frames import (
     NAT,
     NUMPY_STORAGE,
-    STRING_DTYPE,
     ColumnType,
     Kind,
     LoaderContext,
@@ -33,6 +32,7 @@ from lunepool_magic.postgres.frames import (
     build_column,
     fallback_adapters,
     object_series,
+    text_array,
 )
 
 
@@ -109,9 +109,7 @@ def _masked_array(col: Column, nrows: int) -> Any:
 
 
 def _string_array(col: Column, nrows: int) -> Any:
-    array = pd.arrays.ArrowStringArray(
-        pa.chunked_array(col.pieces, type=pa.large_string()), dtype=STRING_DTYPE
-    )
+    array = text_array(pa.chunked_array(col.pieces, type=pa.large_string()))
     return array[:nrows] if len(array) > nrows else array
 
 

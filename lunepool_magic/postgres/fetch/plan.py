@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 import psycopg.sql
 import pyarrow as pa
 from psycopg import pq
+from psycopg.adapt import Dumper, PyFormat, Transformer
 from psycopg.pq import ExecStatus, Format
 from psycopg.rows import tuple_row
 
@@ -25,6 +27,9 @@ from lunepool_magic.postgres.frames import PG_TYPES, Kind, column_type, type_oid
 
 Query = str | bytes | psycopg.sql.Composable
 Params = Any
+
+#: Parameter values travel to the setting as text.
+TEXT_OID = type_oid("text")
 
 ALIAS = "_lunepool_q"
 SAVEPOINT = "_lunepool_fastpath"
@@ -235,32 +240,187 @@ def _probe_query(text: str) -> str:
 
 def probe(
     conn: psycopg.Connection[Any], text: str, params: Params | None, own: bool
-) -> tuple[list[tuple[str, int, int]], int]:
-    """Start the transaction or savepoint; return the result's (name, OID)s and the setting.
+) -> tuple[list[tuple[str, int, int]], int, BoundParameters | None]:
+    """Start the transaction or savepoint; return the result's fields and the setting.
 
-    One round trip, in pipeline mode. Each statement goes through the extended
-    protocol, which takes one statement only: a text that would be more than
-    one statement once wrapped is rejected, as the row path rejects it.
+    Fields are (name, OID, typmod). One round trip, in pipeline mode. Each
+    statement goes through the extended protocol, which takes one statement
+    only: a text that would be more than one statement once wrapped is
+    rejected, as the row path rejects it. With parameters, the third value
+    says how the COPY reads them (see ``BoundParameters``).
     """
     start = "BEGIN" if own else f"SAVEPOINT {SAVEPOINT}"
-    if params is None and (own or conn.pgconn.transaction_status == libpq.INTRANS):
+    in_transaction = own or conn.pgconn.transaction_status == libpq.INTRANS
+    if params is not None:
+        # Outside autocommit psycopg would open the transaction: so do we.
+        queries = [start] if in_transaction else ["BEGIN", start]
         with conn.lock:
-            return _probe_libpq(conn, [start, _SETTING_QUERY, _probe_query(text)])
-    # Parameters are bound by psycopg, server-side as in the row path; a
-    # connection outside autocommit gets psycopg's own BEGIN first.
+            return _probe_with_parameters(conn, queries, text, params, own)
+    if in_transaction:
+        with conn.lock:
+            fields, setting = _probe_libpq(conn, [start, _SETTING_QUERY, _probe_query(text)])
+            return fields, setting, None
+    # A connection outside autocommit gets psycopg's own BEGIN first.
     with conn.pipeline():
         # prepare=False: nothing of ours lingers in psycopg's prepared statements.
         conn.execute(start, prepare=False)
         setting = conn.execute(_SETTING_QUERY, prepare=False)
-        probe = conn.cursor(row_factory=tuple_row)
-        probe.execute(_probe_query(text), params, prepare=False)
+        cursor = conn.cursor(row_factory=tuple_row)
+        cursor.execute(_probe_query(text), prepare=False)
     row = setting.fetchone()
-    result = probe.pgresult
+    result = cursor.pgresult
     fields = [
         (c.name, c.type_code, result.fmod(j) if result else -1)
-        for j, c in enumerate(probe.description or ())
+        for j, c in enumerate(cursor.description or ())
     ]
-    return fields, int(row[0]) if row else 0
+    return fields, int(row[0]) if row else 0, None
+
+
+# --- Parameters -------------------------------------------------------------------------
+#
+# COPY takes no bind parameters. Pasting a value into the COPY text as a literal
+# would put it in pg_stat_activity and the server's logs, make its quoting depend
+# on standard_conforming_strings, and give it the type of a literal (1 is int4,
+# 1.5 numeric) where the row path's bound parameter has psycopg's type (int2,
+# float8): the decoder would then read one type's bytes as another's. So the
+# probe binds every value server-side, as the row path does, into a
+# transaction-local setting, and the COPY reads it back with current_setting(),
+# cast to the type the server gave that parameter.
+
+#: Parameter k reaches the COPY as the setting ``lunepool_magic.p<k>``.
+SETTING_PREFIX = "lunepool_magic.p"
+
+
+class _Sql:
+    """A piece of SQL text that ``mogrify`` puts where a placeholder was, as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+class _SqlDumper(Dumper):
+    oid = 0  # no cast added: the text carries its own
+
+    def dump(self, obj: Any) -> bytes:
+        return obj.text.encode()
+
+    def quote(self, obj: Any) -> bytes:
+        return obj.text.encode()
+
+
+def _with_placeholders(
+    conn: psycopg.Connection[Any], query: str, params: Params, pieces: list[str]
+) -> str:
+    """``query`` with psycopg's placeholders replaced by ``pieces`` (in ``params``' order).
+
+    psycopg itself finds the placeholders (and turns ``%%`` into ``%``), so
+    they are exactly those it binds on the row path.
+    """
+    keys = list(params) if isinstance(params, Mapping) else range(len(params))
+    shaped: Any = [_Sql(p) for p in pieces]
+    if isinstance(params, Mapping):
+        shaped = dict(zip(keys, shaped, strict=True))
+    cursor = psycopg.ClientCursor(conn)
+    cursor.adapters.register_dumper(_Sql, _SqlDumper)
+    return cursor.mogrify(query, shaped)
+
+
+class BoundParameters:
+    """How the COPY reads the parameters the probe stored: one SQL expression each."""
+
+    def __init__(self, params: Params, expressions: list[str], own: bool):
+        self._params = params
+        self._expressions = expressions
+        self._own = own
+
+    def copy_text(self, conn: psycopg.Connection[Any], copy: str) -> str:
+        """The COPY statement with each placeholder replaced by its expression."""
+        return _with_placeholders(conn, copy, self._params, self._expressions)
+
+    def cleanup(self) -> str:
+        """What to run after the COPY inside the caller's transaction: forget the values.
+
+        A transaction of our own forgets them when it ends.
+        """
+        if self._own:
+            return ""
+        resets = ", ".join(
+            f"set_config('{SETTING_PREFIX}{k}', '', true)"
+            for k in range(1, len(self._expressions) + 1)
+        )
+        return f"; SELECT {resets}"
+
+
+def _type_name(conn: psycopg.Connection[Any], oid: int) -> str | None:
+    """The SQL name of type ``oid`` for a cast, or None if psycopg does not know it."""
+    info = conn.adapters.types.get(oid)
+    if info is None:
+        return None
+    return info.regtype if oid == info.oid else f"{info.regtype}[]"
+
+
+def _probe_with_parameters(
+    conn: psycopg.Connection[Any], queries: list[str], text: str, params: Params, own: bool
+) -> tuple[list[tuple[str, int, int]], int, BoundParameters]:
+    """The probe with the values bound server-side, then kept in settings for the COPY."""
+    if conn.info.parameter_status("standard_conforming_strings") != "on":
+        # Where a string ends then depends on backslashes in ways the magic's
+        # lexer and psycopg's placeholder scan do not follow: the row path's.
+        raise Declined("standard_conforming_strings is off")
+    values = list(params.values()) if isinstance(params, Mapping) else list(params)
+    n = len(values)
+    probe_sql = _with_placeholders(
+        conn, _probe_query(text), params, [f"${k}" for k in range(1, n + 1)]
+    )
+    transformer = Transformer(conn)
+    dumped = transformer.dump_sequence(values, [PyFormat.TEXT] * n)
+    types = list(transformer.types)  # the OIDs psycopg sends on the row path too
+    stored = [k for k in range(n) if dumped[k] is not None]
+    store = ", ".join(
+        f"set_config('{SETTING_PREFIX}{k + 1}', ${j}, true)" for j, k in enumerate(stored, 1)
+    )
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    pgconn.enter_pipeline_mode()
+    try:
+        for query in [*queries, _SETTING_QUERY]:
+            pgconn.send_query_params(query.encode(encoding), None)
+        # The unnamed statement: replaced by the next one, nothing lingers.
+        pgconn.send_prepare(b"", probe_sql.encode(encoding), param_types=types)
+        pgconn.send_describe_prepared(b"")
+        pgconn.send_query_prepared(b"", dumped)
+        if stored:
+            pgconn.send_query_params(
+                f"SELECT {store}".encode(encoding),
+                [dumped[k] for k in stored],
+                param_types=[TEXT_OID] * len(stored),
+            )
+        pgconn.pipeline_sync()
+        libpq.flush(pgconn)
+        results = pipeline_results(pgconn)
+    except BaseException:
+        abandon_pipeline(conn)
+        raise
+    pgconn.exit_pipeline_mode()
+    for result in results:
+        if result.status == ExecStatus.FATAL_ERROR:
+            raise libpq.error_from(conn, result)
+    first = len(queries)
+    setting, described, probe_result = results[first], results[first + 2], results[first + 3]
+    expressions = []
+    for k in range(n):
+        name = _type_name(conn, described.param_type(k))
+        if name is None:
+            raise Declined("a parameter of a type psycopg does not know")
+        value = "NULL" if dumped[k] is None else f"current_setting('{SETTING_PREFIX}{k + 1}')"
+        expressions.append(f"{value}::{name}")
+    fields = [
+        (probe_result.fname(i).decode(encoding), probe_result.ftype(i), probe_result.fmod(i))
+        for i in range(probe_result.nfields)
+    ]
+    return fields, int(setting.get_value(0, 0)), BoundParameters(params, expressions, own)
 
 
 def _probe_libpq(
