@@ -240,7 +240,7 @@ def from_text(
                 pass
         return strings  # months (no fixed length), infinity, huge: the server's text
     if oid == _UUID:
-        if UUID_TYPE == pa.binary(16):  # pyarrow before 18: the 16 bytes
+        if not hasattr(pa, "uuid"):  # pyarrow before 18: the 16 bytes
             values = [None if v is None else v.bytes for v in values]
         return pa.array(values, UUID_TYPE)
     if all(v is None or isinstance(v, list) for v in values):
