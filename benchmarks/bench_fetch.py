@@ -410,6 +410,68 @@ def child(method: str, url: str) -> None:
     print("RESULT " + json.dumps(info))
 
 
+# --------------------------------------------------------------------- profile
+
+
+def profile(url: str, output: str, rounds: int) -> None:
+    """Where one fetch's time goes: probe, the receiving loop, decoding, assembly.
+
+    The COPY path's own functions are wrapped with timers (a sampling profiler
+    would slow the receiving loop, one C call per row). For reference, the
+    server alone: ``COPY (...) TO '/dev/null'`` run by the server itself.
+    """
+    import psycopg
+
+    from lunepool_magic.postgres import fetch as fetch_pkg
+    from lunepool_magic.postgres.fetch import plan, transfer
+
+    times: dict[str, float] = {}
+    real_copy_out, real_probe = transfer.copy_out, plan.probe
+
+    def copy_out(conn: Any, command: bytes, consume: Any, *args: Any) -> int:
+        def timed(block: bytearray, lens: list[int]) -> None:
+            t = time.perf_counter()
+            consume(block, lens)
+            times["decode"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        try:
+            return real_copy_out(conn, command, timed, *args)
+        finally:
+            times["copy"] = time.perf_counter() - t
+
+    def probe(*args: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return real_probe(*args)
+        finally:
+            times["probe"] = time.perf_counter() - t
+
+    transfer.copy_out, plan.probe = copy_out, probe
+    print(f"profile of fetch(output={output!r}) on {QUERY}; load average {os.getloadavg()}")
+    print("| total s | probe | receiving loop | decoding | assembly | server alone (binary) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    with psycopg.connect(url, autocommit=True) as conn:
+        times["decode"] = 0.0
+        fetch_pkg.fetch(conn, QUERY + " LIMIT 1000", output=output)
+        for _ in range(rounds):
+            times.clear()
+            times["decode"] = 0.0
+            started = time.perf_counter()
+            fetched = fetch_pkg.fetch(conn, QUERY, output=output)
+            total = time.perf_counter() - started
+            del fetched
+            t = time.perf_counter()
+            conn.execute(f"COPY ({QUERY}) TO '/dev/null' (FORMAT binary)")
+            server = time.perf_counter() - t
+            loop = times["copy"] - times["decode"]
+            assembly = total - times["probe"] - times["copy"]
+            print(
+                f"| {total:.3f} | {times['probe']:.4f} | {loop:.3f} | {times['decode']:.3f} "
+                f"| {assembly:.3f} | {server:.3f} |"
+            )
+
+
 # --------------------------------------------------------------------- driver
 
 
@@ -459,6 +521,11 @@ def main() -> None:
     parser.add_argument("--shape", choices=["issue", "wide", "narrow", "text"], default="issue")
     parser.add_argument("--only", help="comma-separated method name prefixes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="OUTPUT",
+        help="time the stages of our fetch (pandas, arrow, polars) instead, --runs times",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args()
     global QUERY, SHAPE
@@ -468,6 +535,10 @@ def main() -> None:
     url = server_url(args.url)
     if args.child:
         child(args.child, url)
+        return
+    if args.profile:
+        build_table(url, args.rows or default_rows, SHAPE)
+        profile(url, args.profile, args.runs)
         return
 
     methods = [
