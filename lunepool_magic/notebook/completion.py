@@ -61,6 +61,7 @@ _VALUE_KINDS = {
     "var?": "variable?",
     "table": "value",
     "job?": "job?",
+    "path": "value",  # --to FILE
 }
 
 #: The magic's options, long and short, and what their value is: "connection",
