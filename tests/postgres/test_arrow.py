@@ -357,3 +357,25 @@ def test_progress_and_ctrl_c_with_every_output(
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     again = query(conn, "SELECT 1 AS one FROM pg_class LIMIT 1", output=output)
     assert len(again) == 1
+
+
+@pytest.mark.parametrize("view_after", [0, 10**9])
+def test_text_through_views_and_gathers(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, view_after: int
+) -> None:
+    """Both ways of building a binary COPY text column give the row path's strings:
+    inline (up to 12 bytes) and out-of-line views, NULLs, empties, multibyte text."""
+    from lunepool_magic.postgres.fetch import binary
+
+    monkeypatch.setattr(binary, "VIEW_AFTER", view_after)
+    statement = (
+        "SELECT g, CASE WHEN g % 7 = 0 THEN NULL WHEN g % 7 = 1 THEN ''"
+        " ELSE repeat(CASE WHEN g % 2 = 0 THEN 'é' ELSE 'x' END, g % 29) END AS t,"
+        " repeat('日本', g % 5) AS u FROM generate_series(1, 3000) AS g"
+    )
+    fast = fetch(conn, statement)
+    assert fast is not None
+    slow = run(conn, statement, fast=False).frame
+    assert fast.result["t"].tolist() == slow["t"].tolist()
+    assert fast.result["u"].tolist() == slow["u"].tolist()
+    assert fast.result["t"].isna().tolist() == slow["t"].isna().tolist()
