@@ -425,8 +425,13 @@ def too_large_line(error: ResultTooLarge) -> str:
     reached = size_text(error.held)
     if error.rows is not None:
         reached = f"{error.rows:,} rows ({reached})"
+    passed = (
+        f"the result passed max_result_memory ({size_text(error.limit)})"
+        if error.limit is not None
+        else "memory ran out for the result"
+    )
     return (
-        f"ERROR:  the result passed max_result_memory ({size_text(error.limit)}) at {reached}: "
+        f"ERROR:  {passed} at {reached}: "
         "the query was cancelled on the server and nothing was kept. Fetch fewer rows "
         "(--limit N, an aggregate), stream them to a file (%sql --to results.parquet ...), "
         "or raise %config LunepoolMagic.max_result_memory."

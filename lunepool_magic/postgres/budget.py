@@ -41,16 +41,22 @@ class ResultTooLarge(Exception):
     """A result passed its memory budget; the query was cancelled and nothing kept.
 
     ``rows`` is how many rows had arrived (None on the row path, where libpq
-    holds them uncounted), ``held`` the bytes they took, ``limit`` the budget.
+    holds them uncounted), ``held`` the bytes they took, ``limit`` the budget,
+    or None when there was none and memory ran out (a MemoryError mid-fetch).
     """
 
-    def __init__(self, rows: int | None, held: int, limit: int) -> None:
+    def __init__(self, rows: int | None, held: int, limit: int | None) -> None:
         self.rows = rows
         self.held = held
         self.limit = limit
         reached = f"{rows:,} rows ({size_text(held)})" if rows is not None else size_text(held)
+        passed = (
+            f"the result passed its memory budget of {size_text(limit)}"
+            if limit is not None
+            else "memory ran out for the result"
+        )
         super().__init__(
-            f"the result passed its memory budget of {size_text(limit)} at {reached}; "
+            f"{passed} at {reached}; "
             "the query was cancelled on the server and nothing was kept: fetch fewer rows "
             "(LIMIT, an aggregate), stream them to a file, or raise the budget"
         )

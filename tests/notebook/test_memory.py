@@ -26,6 +26,12 @@ from lunepool_magic.postgres.statement import run
 BIG_COPY = "SELECT g, repeat('x', 500) AS t FROM generate_series(1, 2000000) AS g"
 BIG_ROWS = "SELECT generate_series(1, 2000000) AS g, repeat('y', 500) AS t"
 BUDGET = 30_000_000
+# 16 bigints x 3M rows: about 400 MB of numpy buffers.
+WIDE_NUMBERS = (
+    "SELECT "
+    + ", ".join(f"g + {j} AS c{j}" for j in range(16))
+    + " FROM generate_series(1, 3000000::int8) AS g"
+)
 
 
 @pytest.mark.parametrize(
@@ -147,3 +153,35 @@ def test_the_magic_says_it_in_one_line(ip: Shell) -> None:
     assert isinstance(bad.error, UsageError)
     assert "max_result_memory takes a size such as" in str(bad.error)
     ip.ok("%config LunepoolMagic.max_result_memory = 'auto'")
+
+
+def test_running_out_of_memory_without_a_budget_is_the_same_clean_stop(pg_url: str) -> None:
+    """No budget, a cap (RLIMIT_AS) the result passes: numpy's MemoryError becomes the
+    one-line ResultTooLarge, the query is cancelled, and the connection works on.
+
+    Numbers, whose buffers numpy allocates: pyarrow's allocator reserves address
+    space ahead, so text can fill memory the cap already counted.
+    """
+    code = f"""
+import re, resource, psycopg
+from lunepool_magic.postgres.budget import ResultTooLarge
+from lunepool_magic.postgres.statement import run
+conn = psycopg.connect({pg_url!r}, autocommit=True)
+run(conn, "SELECT g, repeat('x', 500) AS t FROM generate_series(1, 20000) AS g")  # warm up
+size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read())[1]) * 1024
+cap = size + 150 * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+try:
+    run(conn, {WIDE_NUMBERS!r}, max_memory=None)
+except ResultTooLarge as exc:
+    assert exc.limit is None and exc.rows > 0, exc
+    print("STOPPED", exc)
+print("STATUS", conn.info.transaction_status.name)
+print("NEXT", run(conn, "SELECT 42 AS a FROM pg_class LIMIT 1").frame.iat[0, 0])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("STOPPED memory ran out for the result at "), lines
+    assert "the query was cancelled on the server and nothing was kept" in lines[0]
+    assert lines[1:] == ["STATUS IDLE", "NEXT 42"]

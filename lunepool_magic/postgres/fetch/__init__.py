@@ -194,10 +194,14 @@ def fetch(
             if sink is not None:
                 sink.abandon()
             _abandon(conn, own)
+            held = sum(col.held() for col in columns)
             for col in columns:  # the traceback keeps this frame: it must not keep the rows
                 col.release()
-            if isinstance(exc, ResultTooLarge):
+            if isinstance(exc, ResultTooLarge | MemoryError):
                 give_back_memory()
+            if isinstance(exc, MemoryError):  # past the memory there is (no budget, or too high)
+                exc.__traceback__ = None  # its frames hold the decoder's temporaries
+                raise ResultTooLarge(decoder.rows, held, None) from None
             raise
 
     # 3. The frame (or table).
