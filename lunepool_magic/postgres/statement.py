@@ -205,13 +205,12 @@ def _watched(
     try:
         with watch:
             result = _run(cursor, sql, params, output)
+        if not watch.tripped:
+            return result
+        del result  # complete, but past the budget: dropped all the same
     except psycopg.errors.QueryCanceled:
         if not watch.tripped:
             raise
-        result = None
-    if not watch.tripped:
-        return result
-    del result
     give_back_memory()
     raise ResultTooLarge(None, watch.grown, watch.limit)
 

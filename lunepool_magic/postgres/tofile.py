@@ -122,9 +122,9 @@ class Sink:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                self._file = pq.ParquetWriter(self._temp, self._schema)
+                self._file = pq.ParquetWriter(str(self._temp), self._schema)
             else:
-                self._file = pa.ipc.new_file(self._temp, self._schema)
+                self._file = pa.ipc.new_file(str(self._temp), self._schema)
         elif not table.schema.equals(self._schema, check_metadata=False):
             table = _conform(table, self._schema)
         self._file.write_table(table.replace_schema_metadata(self._schema.metadata))
@@ -178,7 +178,7 @@ class _Batches:
 
     @property
     def rows(self) -> int:
-        return self._decoder.rows
+        return int(self._decoder.rows)
 
     def __call__(self, block: bytearray, lens: list[int]) -> None:
         self._decoder(block, lens)

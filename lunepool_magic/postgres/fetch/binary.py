@@ -150,6 +150,7 @@ def _viewed_strings(
         views[long, 3] = at  # buffer 0 (views[:, 2]) is the block
     nulls = int(null.sum())
     validity = pa.py_buffer(np.packbits(~null, bitorder="little")) if nulls else None
+    assert _STRING_VIEW is not None  # _string_chunk checked
     viewed = pa.Array.from_buffers(
         _STRING_VIEW(), n, [validity, pa.py_buffer(views), pa.py_buffer(block)], nulls
     )
