@@ -95,9 +95,13 @@ class Sink:
     def finish(self, rows: int) -> int:
         """Write what is left, close, and put the file in place; return the rows written."""
         self._consume.flush(final=True)
+        self.commit()
+        return rows
+
+    def commit(self) -> None:
+        """Close the temporary file and rename it to the target (replacing an older one)."""
         self._close()
         os.replace(self._temp, self.path)
-        return rows
 
     def abandon(self) -> None:
         """After an error or interrupt: close and delete the temporary file."""
@@ -271,8 +275,7 @@ def copy_to_file(
                 _write_csv(sink, result.frame)
             else:
                 sink.write_table(result.frame)
-            sink._close()
-            os.replace(sink._temp, target)
+            sink.commit()
         except BaseException:
             sink.abandon()
             raise
@@ -280,7 +283,11 @@ def copy_to_file(
 
 
 def _write_csv(sink: Sink, table: Any) -> None:
-    """A row-path result as CSV (the row path has no server CSV to pass through)."""
+    """A row-path result as CSV (the row path has no server CSV to pass through).
+
+    pyarrow writes it: booleans as true/false, timestamps in ISO 8601 with a
+    'T'; types it does not write (lists, decimals, ...) as their Python text.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
