@@ -525,7 +525,13 @@ class LunepoolMagic(Magics):
 
         def work(conn: Any) -> Any:
             try:
-                return persist.persist(conn, frame, table, mode=opts.persist_mode)
+                from lunepool_magic.postgres.outputs import as_frame
+
+                try:
+                    shaped = as_frame(frame, conn)  # an Arrow table or polars DataFrame
+                except ValueError as exc:
+                    raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+                return persist.persist(conn, shaped, table, mode=opts.persist_mode)
             except persist.PersistError as exc:
                 lines = [f"ERROR:  {exc}"]
                 if exc.hint:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["OUTPUTS", "arrow_table", "check_output", "convert"]
+__all__ = ["OUTPUTS", "arrow_table", "as_frame", "check_output", "convert"]
 
 #: Every value ``output=`` takes; "pandas" is the default.
 OUTPUTS = ("pandas", "arrow", "polars")
@@ -69,3 +69,89 @@ def convert(table: Any, output: str, truncated: bool | None) -> Any:
             "more than once: name them apart with AS"
         )
     return _polars().from_arrow(table, rechunk=False)
+
+
+def as_frame(value: Any, conn: Any) -> Any:
+    """The pandas DataFrame ``query()`` would give for an Arrow table or polars DataFrame.
+
+    For ``--persist`` and whatever else takes DataFrames. A table of ours
+    carries its PostgreSQL types (schema metadata): every column is rebuilt
+    with the row path's builders, columns kept as the server's text are loaded
+    with the row path's loaders (``conn``'s adapters, its TimeZone), JSON text
+    is parsed. A table without them (polars drops metadata) gets a type per
+    Arrow type (int64 -> int8, string -> text, ...). Anything else is returned
+    as it is. Raises ValueError for date/time values pandas cannot hold.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    from psycopg.adapt import Transformer
+    from psycopg.pq import Format
+
+    from lunepool_magic.postgres import frames
+
+    if type(value).__module__.split(".")[0] == "polars":
+        value = value.to_arrow()
+    if not isinstance(value, pa.Table):
+        return value
+    metadata = value.schema.metadata or {}
+    recorded = json.loads(metadata[COLUMNS_KEY]) if COLUMNS_KEY in metadata else None
+    transformer = Transformer(frames.LoaderContext(frames.fallback_adapters(conn.adapters), conn))
+    src = frames.ValueSource(None, conn.info.timezone)
+    arrays, types = [], []
+    for j, (name, column) in enumerate(zip(value.column_names, value.columns, strict=True)):
+        if recorded is not None:
+            oid, typmod = int(recorded[j][1]), int(recorded[j][2])
+        else:
+            oid, typmod = _oid_for(column.type), -1
+        ct = frames.column_type(oid, conn.adapters)
+        try:
+            values = column.to_pylist()
+        except (OverflowError, ValueError):
+            raise ValueError(
+                f"column {name!r} holds dates or times pandas cannot hold (infinity, years "
+                "outside 1..9999); store it with SQL (INSERT ... SELECT) instead"
+            ) from None
+        textual = pa.types.is_large_string(column.type) or pa.types.is_string(column.type)
+        if ct.kind is frames.Kind.JSON:
+            arrays.append(
+                frames.object_series([pd.NA if v is None else json.loads(v) for v in values])
+            )
+        else:
+            if textual and ct.kind is not frames.Kind.STRING:  # kept as the server's text
+                load = transformer.get_loader(oid, Format.TEXT).load
+                values = [None if v is None else load(v.encode()) for v in values]
+            elif oid == frames.type_oid("uuid"):
+                import uuid
+
+                values = [uuid.UUID(bytes=v) if isinstance(v, bytes) else v for v in values]
+            arrays.append(frames.build_column(values, ct, src, j))
+        types.append((oid, typmod))
+    return frames.make_frame(value.column_names, arrays, value.num_rows, types)
+
+
+def _oid_for(arrow: Any) -> int:
+    """A PostgreSQL type for an Arrow type (columns that carry none): text if no other."""
+    import pyarrow as pa
+
+    from lunepool_magic.postgres.frames import type_oid
+
+    checks = [
+        (pa.types.is_int16, "int2"),
+        (pa.types.is_int32, "int4"),
+        (pa.types.is_integer, "int8"),
+        (pa.types.is_float32, "float4"),
+        (pa.types.is_floating, "float8"),
+        (pa.types.is_boolean, "bool"),
+        (lambda t: pa.types.is_timestamp(t) and t.tz is not None, "timestamptz"),
+        (pa.types.is_timestamp, "timestamp"),
+        (pa.types.is_date, "date"),
+        (pa.types.is_time, "time"),
+        (pa.types.is_duration, "interval"),
+        (pa.types.is_decimal, "numeric"),
+        (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "bytea"),
+        (lambda t: getattr(t, "extension_name", "") == "arrow.uuid", "uuid"),
+    ]
+    for check, name in checks:
+        if check(arrow):
+            return type_oid(name)
+    return type_oid("text")

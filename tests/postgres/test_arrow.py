@@ -31,6 +31,7 @@ import pytest
 from psycopg import sql
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
+from support.shell import ip_fixture  # noqa: F401
 from test_fetch import (
     BINARY_MATRIX,
     EXOTIC_MATRIX,
@@ -379,3 +380,44 @@ def test_text_through_views_and_gathers(
     assert fast.result["t"].tolist() == slow["t"].tolist()
     assert fast.result["u"].tolist() == slow["u"].tolist()
     assert fast.result["t"].isna().tolist() == slow["t"].isna().tolist()
+
+
+PERSISTABLE = (
+    "SELECT g AS i, g * 0.5::float8 AS f, CASE WHEN g = 2 THEN 'NaN'::float8 END AS nan,"
+    " 'x' || g AS t, g % 2 = 0 AS b, '2021-06-01 12:00:00+00'::timestamptz + g * interval '1 h'"
+    " AS tstz, '2021-06-01'::date + g AS d, (g || '.25')::numeric(10, 2) AS n,"
+    " CASE WHEN g = 3 THEN 'NaN' ELSE g::text END::numeric AS n_nan,"
+    " json_build_object('g', g) AS js, CASE WHEN g = 1 THEN 'null'::jsonb END AS jsn,"
+    " '\\x0102'::bytea AS by, g * interval '1 day 2 mons' AS ivm,"
+    " 'a81bc81b-dead-4e5d-abff-90865d1e13b1'::uuid AS u, ARRAY[g, NULL] AS a"
+    " FROM generate_series(1, 4) AS g"
+)
+
+
+@pytest.mark.parametrize("output", ["arrow", "polars"])
+def test_as_frame_gives_the_pandas_result(conn: psycopg.Connection, output: str) -> None:
+    from lunepool_magic.postgres.outputs import as_frame
+
+    frame = as_frame(query(conn, PERSISTABLE, output=output), conn)
+    want = query(conn, PERSISTABLE)
+    if output == "arrow":  # the PostgreSQL types travel with the table: the same frame
+        from test_fetch import assert_same
+
+        assert_same(frame, want)  # JSON null (the text 'null') stays apart from SQL NULL
+    else:  # polars keeps no metadata: types come from the Arrow types
+        assert frame["i"].tolist() == want["i"].tolist()
+        assert frame["t"].tolist() == want["t"].tolist()
+        assert frame["tstz"].tolist() == want["tstz"].tolist()
+
+
+@pytest.mark.parametrize("output", ["arrow", "polars"])
+def test_persist_an_arrow_table_or_polars_frame(ip: Any, output: str) -> None:
+    statement = (
+        "SELECT g AS id, 'x' || g AS name, g * 1.5::float8 AS f FROM generate_series(1, 5) g"
+    )
+    ip.ok(f"%sql --output {output} lpm_out_{output} << {statement}")
+    ip.ok(f"%sql --persist lpm_out_{output} --replace --table pg_temp.lpm_persisted_{output}")
+    back = ip.value(f"%sql SELECT * FROM pg_temp.lpm_persisted_{output} ORDER BY id")
+    assert back["id"].tolist() == [1, 2, 3, 4, 5]
+    assert back["name"].tolist() == [f"x{g}" for g in range(1, 6)]
+    assert back["f"].tolist() == [g * 1.5 for g in range(1, 6)]
