@@ -1,8 +1,12 @@
-"""A 1M-row ``SELECT *`` into a pandas DataFrame: our COPY fast path against the usual tools.
+"""A large ``SELECT *`` into a DataFrame or Arrow table: our COPY fast path against the usual tools.
 
-The table (built here if it is missing or has another row count) is the one
-of issue 5: 1,000,000 rows of (id bigint, x float8 with 1% NULL, n int4, s
-text of 12 characters with 1% NULL, t timestamptz, b bool).
+``--shape`` picks the table (built here if it is missing or has another row
+count): ``issue`` (the default, issue 5's) is 1,000,000 rows of (id bigint, x
+float8 with 1% NULL, n int4, s text of 12 characters with 1% NULL, t
+timestamptz, b bool); ``wide`` is 100 columns (int4, float8, text, bool in
+turn) x 100,000 rows; ``narrow`` is one bigint column x 10,000,000 rows;
+``text`` is 500,000 rows of (id int4, a text of 100 characters, b text of 20,
+c text of 10 with 10% NULL). ``--rows`` overrides the row count.
 
 Methods, each run in a **fresh subprocess** (imports, connect, a warm-up on
 ``LIMIT 1000``, then one timed full fetch), **interleaved** round by round
@@ -14,8 +18,16 @@ Methods, each run in a **fresh subprocess** (imports, connect, a warm-up on
   notebook cell does, display aside: parsing, the session, the fast path);
 - ``lunepool_rowpath``: ours, the careful row path (``run(..., fast=False)``),
   for reference;
+- ``lunepool_arrow`` / ``lunepool_polars``: ours, ``fetch(..., output="arrow"
+  | "polars")``;
+- ``lunepool_tofile``: ours, ``copy_to_file`` into a Parquet file (peak RSS
+  stays bounded: batches);
 - ``adbc``: ADBC's PostgreSQL driver, ``fetch_arrow_table().to_pandas()``;
-- ``connectorx``: ``connectorx.read_sql``;
+- ``adbc_arrow``: ADBC's ``fetch_arrow_table()`` alone;
+- ``polars_connectorx`` / ``polars_adbc``: ``polars.read_database_uri`` with
+  that engine;
+- ``connectorx``: ``connectorx.read_sql`` (given the Unix socket directory as
+  a percent-encoded host: its URL parser refuses an empty host);
 - ``read_sql``: ``pandas.read_sql`` with a SQLAlchemy engine (psycopg 3);
 - ``fetchall``: psycopg ``fetchall()`` + ``DataFrame.from_records``;
 - ``jupysql``: JupySQL's ``%sql`` with ``autopandas``;
@@ -52,12 +64,19 @@ from bench_common import postgres_uri, server_url, sqlalchemy_url
 
 TABLE = "lunepool_bench_fetch"
 QUERY = f"SELECT * FROM {TABLE}"
+SHAPE = "issue"  # --shape; set in main()
 
 METHODS = [
     "lunepool_fastpath",
     "lunepool_magic",
     "lunepool_rowpath",
+    "lunepool_arrow",
+    "lunepool_polars",
+    "lunepool_tofile",
     "adbc",
+    "adbc_arrow",
+    "polars_connectorx",
+    "polars_adbc",
     "connectorx",
     "read_sql",
     "fetchall",
@@ -105,17 +124,55 @@ FROM generate_series(1, %(rows)s) AS g;
 """
 
 
-def build_table(url: str, rows: int) -> None:
+def _wide_build() -> str:
+    kinds = [
+        "(g + {j})::int4",
+        "(g * {j}) / 7.0::float8",
+        "substr(md5((g + {j})::text), 1, 8)",
+        "(g + {j}) % 2 = 0",
+    ]
+    columns = ", ".join(f"c{j} {('int4', 'float8', 'text', 'bool')[j % 4]}" for j in range(100))
+    values = ", ".join(kinds[j % 4].format(j=j) for j in range(100))
+    return (
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (" + columns + ");"
+        " INSERT INTO {table} SELECT " + values + " FROM generate_series(1, %(rows)s) AS g;"
+    )
+
+
+#: shape -> (table, default rows, build SQL with {table} and %(rows)s)
+SHAPES = {
+    "issue": (TABLE, 1_000_000, BUILD.replace(TABLE, "{table}")),
+    "wide": ("lunepool_bench_wide", 100_000, _wide_build()),
+    "narrow": (
+        "lunepool_bench_narrow",
+        10_000_000,
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id bigint);"
+        " INSERT INTO {table} SELECT g FROM generate_series(1, %(rows)s) AS g;",
+    ),
+    "text": (
+        "lunepool_bench_text",
+        500_000,
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int4, a text, b text, c text);"
+        " INSERT INTO {table} SELECT g, repeat(md5(g::text), 4) || substr(md5(g::text), 1, 4),"
+        " substr(md5((g + 1)::text), 1, 20),"
+        " CASE WHEN g % 10 = 3 THEN NULL ELSE substr(md5((g + 2)::text), 1, 10) END"
+        " FROM generate_series(1, %(rows)s) AS g;",
+    ),
+}
+
+
+def build_table(url: str, rows: int, shape: str = "issue") -> None:
     import psycopg
 
+    table, _, build = SHAPES[shape]
     with psycopg.connect(url, autocommit=True) as conn:
-        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [TABLE]).fetchone()
-        count = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() if found[0] else (0,)
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table]).fetchone()
+        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone() if found[0] else (0,)
         if count[0] != rows:
-            print(f"building {TABLE} ({rows:,} rows) ...", flush=True)
-            conn.execute(BUILD.replace("%(rows)s", str(int(rows))))
-            conn.execute(f"VACUUM ANALYZE {TABLE}")
-        conn.execute(f"SELECT count(*) FROM {TABLE}")  # warm the cache
+            print(f"building {table} ({rows:,} rows) ...", flush=True)
+            conn.execute(build.replace("{table}", table).replace("%(rows)s", str(int(rows))))
+            conn.execute(f"VACUUM ANALYZE {table}")
+        conn.execute(f"SELECT count(*) FROM {table}")  # warm the cache
 
 
 # --------------------------------------------------------------------- child
@@ -137,18 +194,51 @@ def method_runner(method: str, url: str) -> Callable[[str], Any]:
         raise Skip(f"{exc.name or exc} is not installed") from exc
 
 
+def connectorx_uri(url: str) -> str:
+    """connectorx's URI: a Unix socket directory as a percent-encoded host (it refuses
+    ``postgresql://user@/db?host=/dir``: "empty host")."""
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    p = conninfo_to_dict(url)
+    host = p.get("host", "")
+    if not host.startswith("/"):
+        return postgres_uri(url)
+    auth = p.get("user", "")
+    if p.get("password"):
+        auth += ":" + quote(p["password"], safe="")
+    return f"postgresql://{auth}@{quote(host, safe='')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
+
+
 def _method_runner(method: str, url: str) -> Callable[[str], Any]:
-    if method in ("lunepool_fastpath", "lunepool_rowpath"):
+    if method in (
+        "lunepool_fastpath",
+        "lunepool_rowpath",
+        "lunepool_arrow",
+        "lunepool_polars",
+        "lunepool_tofile",
+    ):
         from lunepool_magic.postgres import create_pool, with_connection
         from lunepool_magic.postgres import run as run_sql
         from lunepool_magic.postgres.fetch import fetch_frame
 
         pool = create_pool(url, max_connections=1)
+        if method == "lunepool_polars":
+            import polars  # noqa: F401 (a peer that is not installed is skipped)
+        target = os.path.join(tempfile.mkdtemp(prefix="bench_tofile_"), "out.parquet")
 
         def fetch(conn: Any, q: str) -> Any:
             if method == "lunepool_fastpath":
                 return fetch_frame(conn, q)
-            return run_sql(conn, q, fast=False).frame
+            if method == "lunepool_rowpath":
+                return run_sql(conn, q, fast=False).frame
+            if method == "lunepool_tofile":
+                from lunepool_magic.postgres.tofile import copy_to_file
+
+                written = copy_to_file(conn, q, target)
+                return _Shape(written.rows)
+            return fetch_frame(conn, q, output=method.removeprefix("lunepool_"))
 
         def run(q: str) -> Any:
             frame = with_connection(pool, lambda conn: fetch(conn, q))
@@ -173,10 +263,30 @@ def _method_runner(method: str, url: str) -> Callable[[str], Any]:
 
         return run
 
+    if method == "adbc_arrow":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        aconn = adbc.connect(postgres_uri(url))
+
+        def run(q: str) -> Any:
+            with aconn.cursor() as cur:
+                cur.execute(q)
+                return cur.fetch_arrow_table()
+
+        return run
+
+    if method in ("polars_connectorx", "polars_adbc"):
+        import polars as pl
+
+        engine = method.removeprefix("polars_")
+        __import__("connectorx" if engine == "connectorx" else "adbc_driver_postgresql")
+        uri = connectorx_uri(url) if engine == "connectorx" else postgres_uri(url)
+        return lambda q: pl.read_database_uri(q, uri, engine=engine)
+
     if method == "connectorx":
         import connectorx as cx
 
-        uri = postgres_uri(url)
+        uri = connectorx_uri(url)
         return lambda q: cx.read_sql(uri, q)
 
     if method == "read_sql":
@@ -253,13 +363,30 @@ def magic_runner(setup: list[str]) -> Callable[[str], Any]:
     return run
 
 
+class _Shape:
+    """What copy_to_file returns, shaped for the report (rows x ? columns, no dtypes)."""
+
+    def __init__(self, rows: int) -> None:
+        self.shape = (rows, 0)
+        self.dtypes: list[str] = []
+
+
+def _dtypes(frame: Any) -> list[str]:
+    schema = getattr(frame, "schema", None)
+    if schema is not None and hasattr(schema, "types"):  # Arrow
+        return [str(t) for t in schema.types]
+    if isinstance(schema, dict) or hasattr(schema, "dtypes"):  # polars
+        return [str(t) for t in frame.dtypes]
+    return [str(t) for t in frame.dtypes]
+
+
 def child(method: str, url: str) -> None:
     try:
         run = method_runner(method, url)
     except Skip as exc:
         print("SKIPPED " + str(exc))
         sys.exit(SKIPPED)
-    run(QUERY + " ORDER BY id LIMIT 1000")  # warm-up: lazy imports, type caches, plans
+    run(QUERY + " LIMIT 1000")  # warm-up: lazy imports, type caches, plans
     before = maxrss_mb()
     started = time.perf_counter()
     cpu = time.process_time()
@@ -276,11 +403,73 @@ def child(method: str, url: str) -> None:
     }
     if frame is not None:
         info["shape"] = list(frame.shape)
-        info["dtypes"] = [str(t) for t in frame.dtypes]
+        info["dtypes"] = _dtypes(frame)
     else:  # psql: the work is in the child process
         info["rss_growth_mb"] = None
         info["note"] = "no DataFrame: wire floor"
     print("RESULT " + json.dumps(info))
+
+
+# --------------------------------------------------------------------- profile
+
+
+def profile(url: str, output: str, rounds: int) -> None:
+    """Where one fetch's time goes: probe, the receiving loop, decoding, assembly.
+
+    The COPY path's own functions are wrapped with timers (a sampling profiler
+    would slow the receiving loop, one C call per row). For reference, the
+    server alone: ``COPY (...) TO '/dev/null'`` run by the server itself.
+    """
+    import psycopg
+
+    from lunepool_magic.postgres import fetch as fetch_pkg
+    from lunepool_magic.postgres.fetch import plan, transfer
+
+    times: dict[str, float] = {}
+    real_copy_out, real_probe = transfer.copy_out, plan.probe
+
+    def copy_out(conn: Any, command: bytes, consume: Any, *args: Any) -> int:
+        def timed(block: bytearray, lens: list[int]) -> None:
+            t = time.perf_counter()
+            consume(block, lens)
+            times["decode"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        try:
+            return real_copy_out(conn, command, timed, *args)
+        finally:
+            times["copy"] = time.perf_counter() - t
+
+    def probe(*args: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return real_probe(*args)
+        finally:
+            times["probe"] = time.perf_counter() - t
+
+    transfer.copy_out, plan.probe = copy_out, probe
+    print(f"profile of fetch(output={output!r}) on {QUERY}; load average {os.getloadavg()}")
+    print("| total s | probe | receiving loop | decoding | assembly | server alone (binary) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    with psycopg.connect(url, autocommit=True) as conn:
+        times["decode"] = 0.0
+        fetch_pkg.fetch(conn, QUERY + " LIMIT 1000", output=output)
+        for _ in range(rounds):
+            times.clear()
+            times["decode"] = 0.0
+            started = time.perf_counter()
+            fetched = fetch_pkg.fetch(conn, QUERY, output=output)
+            total = time.perf_counter() - started
+            del fetched
+            t = time.perf_counter()
+            conn.execute(f"COPY ({QUERY}) TO '/dev/null' (FORMAT binary)")
+            server = time.perf_counter() - t
+            loop = times["copy"] - times["decode"]
+            assembly = total - times["probe"] - times["copy"]
+            print(
+                f"| {total:.3f} | {times['probe']:.4f} | {loop:.3f} | {times['decode']:.3f} "
+                f"| {assembly:.3f} | {server:.3f} |"
+            )
 
 
 # --------------------------------------------------------------------- driver
@@ -288,7 +477,7 @@ def child(method: str, url: str) -> None:
 
 def run_child(method: str, url: str, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--url", url],
+        [sys.executable, __file__, "--child", method, "--url", url, "--shape", SHAPE],
         capture_output=True,
         text=True,
         env=env,
@@ -328,23 +517,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="server (default: DATABASE_URL, else the embedded server)")
     parser.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="table rows (default 1M)")
+    parser.add_argument("--rows", type=int, help="table rows (default: the shape's)")
+    parser.add_argument("--shape", choices=["issue", "wide", "narrow", "text"], default="issue")
     parser.add_argument("--only", help="comma-separated method name prefixes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="OUTPUT",
+        help="time the stages of our fetch (pandas, arrow, polars) instead, --runs times",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args()
+    global QUERY, SHAPE
+    SHAPE = args.shape
+    table, default_rows, _ = SHAPES[SHAPE]
+    QUERY = f"SELECT * FROM {table}"
     url = server_url(args.url)
     if args.child:
         child(args.child, url)
+        return
+    if args.profile:
+        build_table(url, args.rows or default_rows, SHAPE)
+        profile(url, args.profile, args.runs)
         return
 
     methods = [
         m for m in METHODS if not args.only or any(m.startswith(p) for p in args.only.split(","))
     ]
-    build_table(url, args.rows)
+    build_table(url, args.rows or default_rows, SHAPE)
     home = tempfile.mkdtemp(prefix="bench_fetch_")
     env = dict(os.environ, IPYTHONDIR=os.path.join(home, "ipython"), MPLBACKEND="Agg")
-    print(f"server {masked(url)}; {args.runs} rounds of {len(methods)} methods, fresh processes")
+    print(
+        f"server {masked(url)}; shape {SHAPE} ({QUERY}); {args.runs} rounds of "
+        f"{len(methods)} methods, fresh processes; load average {os.getloadavg()}"
+    )
 
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     skipped: dict[str, str] = {}
@@ -369,6 +575,7 @@ def main() -> None:
                     line += f"  +{growth:5.0f} MB"
                 print(line, flush=True)
     shutil.rmtree(home, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}")
     report(methods, results, skipped)
     if args.json:
         with open(args.json, "w") as f:
@@ -416,6 +623,46 @@ def report(
     for ours in ("lunepool_fastpath", "lunepool_magic"):
         if ok.get(ours) and ref:
             print_goals(ours, ok, ratio_to_ref)
+    print_issue16_goals(ok)
+
+
+def print_issue16_goals(ok: dict[str, list[dict[str, Any]]]) -> None:
+    """Issue 16's goals: each of ours against its peer, ratios of the same rounds."""
+
+    def per_round(ours: str, peers: list[str], key: str = "seconds") -> list[float]:
+        by_round: dict[int, list[float]] = {}
+        for peer in peers:
+            for x in ok.get(peer, []):
+                if x.get(key):
+                    by_round.setdefault(x["round"], []).append(x[key])
+        return [
+            x[key] / min(by_round[x["round"]])
+            for x in ok.get(ours, [])
+            if x["round"] in by_round and x.get(key)
+        ]
+
+    goals = [
+        ("pandas ≤ 1.0 × ADBC pandas", "lunepool_fastpath", ["adbc"], 1.0, "seconds"),
+        ("Arrow ≤ 1.0 × ADBC fetch_arrow_table", "lunepool_arrow", ["adbc_arrow"], 1.0, "seconds"),
+        (
+            "polars ≤ 1.0 × read_database_uri (faster engine)",
+            "lunepool_polars",
+            ["polars_connectorx", "polars_adbc"],
+            1.0,
+            "seconds",
+        ),
+        ("pandas ≤ 1.25 × psql \\copy floor", "lunepool_fastpath", ["psql_copy"], 1.25, "seconds"),
+        ("memory ≤ 1.0 × ADBC pandas", "lunepool_fastpath", ["adbc"], 1.0, "rss_growth_mb"),
+    ]
+    print()
+    print("goals (issue 16), per round (each ratio from one round):")
+    for text, ours, peers, bound, key in goals:
+        ratios = per_round(ours, peers, key)
+        if not ratios:
+            continue
+        shown = ", ".join(f"{r:.2f}" for r in ratios)
+        every = all(r <= bound for r in ratios)
+        print(f"  {text}: {shown}  {'met in every round' if every else 'NOT met in every round'}")
 
 
 def print_goals(ours: str, ok: dict[str, list[dict[str, Any]]], ratio_to_ref: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import importlib.util
 import inspect
 import re
 import sys
@@ -31,9 +32,9 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, observe, validate
 
-from lunepool_magic.notebook import compat
+from lunepool_magic.notebook import compat, memory
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.connections import Connections
 from lunepool_magic.notebook.idle import DEFAULT_RELEASE_MINUTES
@@ -68,7 +69,7 @@ _PLAN_TEXT_MAX = 4096
 _META_RE = re.compile(r"\s*\\")
 
 # Options that need a statement after them.
-_NEEDS_SQL = frozenset({"explain", "analyze", "background"})
+_NEEDS_SQL = frozenset({"explain", "analyze", "background", "to"})
 
 _binding_module: Any = None  # lunepool_magic.notebook.binding, imported by the first cell
 
@@ -106,6 +107,20 @@ class LunepoolMagic(Magics):
         allow_none=True,
         help="Most rows a query fetches; the server stops there and the cell says the "
         "result was cut (None: all rows). Per cell: --limit N.",
+    ).tag(config=True)
+    output = Enum(
+        ["pandas", "arrow", "polars"],
+        "pandas",
+        help="What a query returns: a pandas DataFrame, a pyarrow Table or a polars "
+        "DataFrame (polars needs: pip install polars). Per cell: --output KIND.",
+    ).tag(config=True)
+    max_result_memory = Union(
+        [Int(), Float(), Unicode()],
+        default_value="auto",
+        allow_none=True,
+        help="Most memory one result may take (bytes, or '2 GB'); a query that passes it "
+        "is cancelled on the server and nothing is kept. 'auto': half of the memory the "
+        "kernel can still take (cgroup and address-space limits included); None: no limit.",
     ).tag(config=True)
     progress_after = Float(
         1.0,
@@ -282,8 +297,8 @@ class LunepoolMagic(Magics):
         rows, MB/s) in the cell, settling into a one-line summary.
 
         Settings: ``%config LunepoolMagic`` (max_connections, acquire_timeout,
-        show_traceback, row_limit, progress_after, autoconnect, pgbouncer,
-        idle_release). Also available as ``%lunesql``.
+        show_traceback, row_limit, output, max_result_memory, progress_after, autoconnect,
+        pgbouncer, idle_release). Also available as ``%lunesql``.
 
         Options (``%sql --help`` shows this help too)::
 
@@ -424,11 +439,21 @@ class LunepoolMagic(Magics):
             if opts.explain or opts.analyze or opts.background:
                 raise UsageError("backslash commands run as they are: no --explain/--background")
             return self._meta(session, text, opts.out)
+        if opts.to is not None:
+            return self._to_file(session, text, line_offset, local_ns, opts)
         if opts.explain or opts.analyze:
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
-            return self._background(session, text, line_offset, local_ns, opts.out)
-        shown = self._run(session, text, line_offset, local_ns, opts.out, _row_limit(opts.limit))
+            return self._background(session, text, line_offset, local_ns, opts.out, opts.output)
+        shown = self._run(
+            session,
+            text,
+            line_offset,
+            local_ns,
+            opts.out,
+            _row_limit(opts.limit),
+            opts.output,
+        )
         if opts.out_display and opts.out is not None:
             return self.shell.user_ns.get(opts.out)  # `VAR= <<`: stored, and shown too
         return shown
@@ -441,8 +466,11 @@ class LunepoolMagic(Magics):
         local_ns: Any,
         out: str | None,
         limit: int | None = None,
+        output: str | None = None,
     ) -> Any:
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
+        output = self._output(output)
+        max_memory = self._max_memory()
         user_ns = self.shell.user_ns
         values = None
         if self.snippets or (self.templates and is_template(text)):
@@ -475,6 +503,8 @@ class LunepoolMagic(Magics):
                 line_offset=line_offset,
                 limit=limit,
                 on_progress=progress,
+                output=output,
+                max_memory=max_memory,
             )
         except BaseException:
             if progress is not None:
@@ -482,7 +512,7 @@ class LunepoolMagic(Magics):
             raise
         if progress is not None:
             progress.finish()
-        if result.frame is not None and result.frame.attrs.get("truncated"):
+        if result.frame is not None and result.truncated:
             print(
                 f"Showing the first {limit:,} rows; the result has more "
                 "(--limit N or %config LunepoolMagic.row_limit changes this)."
@@ -515,6 +545,25 @@ class LunepoolMagic(Magics):
             namespace = ChainMap(local_ns, namespace)
         rendered = render(text, namespace)
         return rendered.sql, rendered.values
+
+    def _output(self, typed: str | None) -> str:
+        """``--output KIND`` (or the ``output`` setting), checked before anything runs."""
+        output = self.output if typed is None else typed
+        if output not in _OUTPUTS:
+            raise UsageError(
+                f"--output takes pandas, arrow or polars, not {output!r}: "
+                "%sql --output polars SELECT ..."
+            )
+        if output == "polars" and importlib.util.find_spec("polars") is None:  # before it runs
+            raise UsageError("--output polars needs the polars package: pip install polars")
+        return output
+
+    def _max_memory(self) -> Any:
+        """The cell's result memory budget: bytes, None, or the "auto" function."""
+        try:
+            return memory.budget(self.max_result_memory)
+        except ValueError as exc:
+            raise UsageError(f"%config LunepoolMagic.max_result_memory: {exc}") from None
 
     def _progress(self) -> QueryProgress | None:
         """The cell's progress line: in the notebook, or on a terminal's stderr, or none."""
@@ -590,7 +639,13 @@ class LunepoolMagic(Magics):
 
         def work(conn: Any) -> Any:
             try:
-                return persist.persist(conn, frame, table, mode=opts.persist_mode)
+                from lunepool_magic.postgres.outputs import as_frame
+
+                try:
+                    shaped = as_frame(frame, conn)  # an Arrow table or polars DataFrame
+                except ValueError as exc:
+                    raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+                return persist.persist(conn, shaped, table, mode=opts.persist_mode)
             except persist.PersistError as exc:
                 lines = [f"ERROR:  {exc}"]
                 if exc.hint:
@@ -657,6 +712,53 @@ class LunepoolMagic(Magics):
 
     # ---------------------------------------------------------------- explain
 
+    def _to_file(
+        self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine
+    ) -> None:
+        """``%sql --to FILE QUERY``: stream the rows into FILE; say rows, bytes and time."""
+        from pathlib import Path
+
+        from lunepool_magic.notebook.tofile import write_cell
+
+        for flag, given in (
+            ("--out / VAR <<", opts.out),
+            ("--background", opts.background),
+            ("--explain", opts.explain or opts.analyze),
+            ("--output", opts.output),
+        ):
+            if given:
+                raise UsageError(f"--to writes a file: it does not go with {flag}")
+        bound = self._bind(text, local_ns, line_offset)
+        if len(bound) != 1:
+            raise UsageError(
+                f"--to takes one query; this cell has {len(bound)} statements "
+                "(run the others in a cell of their own first)"
+            )
+        limit = _row_limit(opts.limit)
+        progress = self._progress()
+        try:
+            lines, cell = write_cell(
+                session,
+                bound[0],
+                Path(opts.to).expanduser(),
+                timeout=self.acquire_timeout,
+                limit=limit,
+                on_progress=progress,
+                line_offset=line_offset,
+            )
+        except ValueError as exc:
+            if progress is not None:
+                progress.finish(failed=True)
+            raise UsageError(str(exc)) from None
+        except BaseException:
+            if progress is not None:
+                progress.finish(failed=True)
+            raise
+        if progress is not None:
+            progress.finish()
+        self._show(cell)
+        print("\n".join(lines))
+
     def _explain(
         self, session: Session, text: str, line_offset: int, local_ns: Any, opts: MagicLine
     ) -> Any:
@@ -711,12 +813,25 @@ class LunepoolMagic(Magics):
             print("\n".join(out), flush=True)
 
     def _background(
-        self, session: Session, text: str, line_offset: int, local_ns: Any, out: str | None
+        self,
+        session: Session,
+        text: str,
+        line_offset: int,
+        local_ns: Any,
+        out: str | None,
+        output: str | None = None,
     ) -> None:
         """``%%sql --background [VAR <<]``: start the cell on another connection, return."""
+        output = self._output(output)
         bound = self._bind(text, local_ns, line_offset)
         job = self._job_table().start(
-            session, bound, text=text, out=out, assign=self._assign, line_offset=line_offset
+            session,
+            bound,
+            text=text,
+            out=out,
+            assign=self._assign,
+            line_offset=line_offset,
+            output=output,
         )
         n = job.number
         result = f"; {out} is set when it finishes" if out else ""
@@ -987,6 +1102,9 @@ def unload(shell: InteractiveShell) -> None:
                 del table[name]
     with contextlib.suppress(ValueError):
         shell.configurables.remove(magics)
+
+
+_OUTPUTS = ("pandas", "arrow", "polars")
 
 
 def _row_limit(typed: str | None) -> int | None:

@@ -62,7 +62,7 @@ _VALUE_KINDS = {
     "table": "value",
     "job?": "job?",
     "label": "value",  # --section NAME (and --alias, which completes connections)
-    "path": "value",  # -f FILE
+    "path": "value",  # -f FILE, --to FILE
 }
 
 #: The magic's options, long and short, and what their value is: "connection",

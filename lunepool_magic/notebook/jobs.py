@@ -221,6 +221,7 @@ class JobTable:
         out: str | None,
         assign: Callable[[str, Any], None],
         line_offset: int = 0,
+        output: str = "pandas",
     ) -> Job:
         """Borrow a connection now and run ``bound`` on it in a new thread."""
         pool = session.background_pool
@@ -255,7 +256,7 @@ class JobTable:
         conn.add_notice_handler(job._on_notice)
         thread = threading.Thread(
             target=self._run,
-            args=(job, borrow, conn, bound, assign, line_offset),
+            args=(job, borrow, conn, bound, assign, line_offset, output),
             name=f"lunepool_magic job {number}",
             daemon=True,  # exit must not wait for a query; atexit cancels them first
         )
@@ -271,6 +272,7 @@ class JobTable:
         bound: list[BoundStatement],
         assign: Callable[[str, Any], None],
         line_offset: int,
+        output: str = "pandas",
     ) -> None:
         error: BaseException | None = None
         index = 0
@@ -280,7 +282,7 @@ class JobTable:
             for index, item in enumerate(bound):  # noqa: B007 (index is used after the loop)
                 if job._cancel_requested:
                     raise _CancelledBeforeStart
-                result = run(conn, item.sql, item.params)
+                result = run(conn, item.sql, item.params, output=output)
                 status = result.status
                 if result.frame is not None:
                     frame = result.frame

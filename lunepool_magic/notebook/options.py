@@ -68,6 +68,8 @@ class MagicLine:
     ``section`` the connections-file section; ``interact`` the ``--interact``
     variable (always refused, with the alternative); ``out_display`` is True
     for ``VAR= <<`` (store and display).
+    ``output`` is ``--output KIND`` as typed (the magic checks it names an
+    output); ``to`` the file ``--to FILE`` names (quotes taken off).
     """
 
     sql: str
@@ -90,6 +92,8 @@ class MagicLine:
     cancel: bool = False
     job: str | None = None
     limit: str | None = None
+    output: str | None = None
+    to: str | None = None
     help: bool = False
     # JupySQL's spellings (see notebook/compat.py for what each maps to).
     save: str | None = None
@@ -144,7 +148,8 @@ class Option:
     ``takes`` says what follows the flag: ``flag`` (nothing), ``name`` (a
     Python-style name), ``rows`` (a number), ``var`` (a DataFrame variable),
     ``var?`` / ``name?`` / ``job?`` (optional: one, if the next word is one),
-    ``table`` (a table name as SQL spells it). ``command`` options take no
+    ``table`` (a table name as SQL spells it), ``path`` (a file name; quoted
+    if it holds blanks). ``command`` options take no
     SQL; ``usage`` is the line an error message shows for them.
     """
 
@@ -175,6 +180,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(("--out", "-o"), "out", "name", "store the result in VAR (also: VAR << SQL)", "VAR"),
     Option(("--limit",), "limit", "rows", "fetch at most N rows; the server stops there", "N"),
+    Option(
+        ("--output",),
+        "output",
+        "name",
+        "the result as a pandas, arrow or polars table",
+        "pandas|arrow|polars",
+    ),
+    Option(
+        ("--to",),
+        "to",
+        "path",
+        "stream the rows into FILE (.parquet, .arrow, .feather, .csv)",
+        "FILE",
+        usage="%sql --to results.parquet SELECT ...",
+    ),
     Option(("--password", "-W"), "password_prompt", "flag", "ask for the password"),
     Option(
         ("--pgbouncer",),
@@ -300,6 +320,7 @@ def options_help() -> str:
 
 
 _JOB_RE = re.compile(r"(\d+|all)(?=\s|\Z)")
+_PATH_RE = re.compile(r"\"[^\"]+\"|'[^']+'|\S+")
 # A table name: one or two identifiers, each plain (letters, digits, _, $) or "quoted".
 _IDENT_PART = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _TABLE_RE = re.compile(rf"{_IDENT_PART}(?:\.{_IDENT_PART})?(?=\s|\Z)")
@@ -479,6 +500,18 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             raise OptionError(
                 f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
             )
+        _set_once(found, option.key, value, word)
+        return end
+    elif option.takes == "path":
+        if value is None:
+            path = _PATH_RE.match(line, _SPACE_RE.match(line, end).end())
+            if path is None:
+                raise OptionError(
+                    f"{word} needs a file name: %sql {word} results.parquet SELECT ..."
+                )
+            value, end = path.group(), path.end()
+        if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]:
+            value = value[1:-1]
         _set_once(found, option.key, value, word)
         return end
     elif value is not None:

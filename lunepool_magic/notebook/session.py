@@ -44,6 +44,7 @@ from lunepool_magic.notebook.binding import BoundStatement, DictDumper, unencoda
 from lunepool_magic.notebook.idle import IdlePolicy, custom_settings_named
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
+from lunepool_magic.postgres.budget import ResultTooLarge, size_text
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
 from lunepool_magic.postgres.pool import APPLICATION_NAME
 
@@ -61,10 +62,11 @@ class CellResult:
     lost") to stderr, as psql prints notices.
     """
 
-    __slots__ = ("frame", "info", "status", "warnings")
+    __slots__ = ("frame", "info", "status", "truncated", "warnings")
 
     def __init__(self) -> None:
         self.frame: Any = None
+        self.truncated = False  # a limit cut the last result set
         self.status = ""
         self.info: list[str] = []
         self.warnings: list[str] = []
@@ -319,13 +321,17 @@ class Session:
         line_offset: int = 0,
         limit: int | None = None,
         on_progress: Any = None,
+        output: str = "pandas",
+        max_memory: Any = None,
     ) -> CellResult:
         """Run a cell's statements in order on one connection; return the last result set.
 
         ``line_offset`` is added to statement line numbers so that messages
         count lines as the user sees the cell (1 for a ``%%sql`` body).
-        ``limit`` and ``on_progress`` go to :func:`~lunepool_magic.postgres.run`
-        for each statement. Raises
+        ``limit``, ``on_progress``, ``output`` (the result's shape: pandas,
+        arrow, polars) and ``max_memory`` (the result's memory budget: bytes, or a
+        function giving them)
+        go to :func:`~lunepool_magic.postgres.run` for each statement. Raises
         :class:`~lunepool_magic.notebook.messages.SqlCellError` (server error, pool
         timeout, connection failure) or
         :class:`~lunepool_magic.notebook.messages.QueryCancelled` (interrupt).
@@ -346,10 +352,19 @@ class Session:
         def statements(conn: psycopg.Connection[Any]) -> None:
             nonlocal index
             for index, item in enumerate(bound):  # noqa: B007 (index is read after an error)
-                result = run(conn, item.sql, item.params, limit=limit, on_progress=on_progress)
+                result = run(
+                    conn,
+                    item.sql,
+                    item.params,
+                    limit=limit,
+                    on_progress=on_progress,
+                    output=output,
+                    max_memory=max_memory,
+                )
                 out.status = result.status
                 if result.frame is not None:
                     out.frame = result.frame
+                    out.truncated = result.truncated
 
         _, error, lost, state = self._on_connection(timeout, statements, out)
         if error is None:
@@ -507,6 +522,9 @@ class Session:
             if hint is not None:
                 lines.insert(len(lines) - 1, hint)  # before our "(SQLSTATE ...)" line
             exc_class = display.SqlCellError
+        elif isinstance(error, ResultTooLarge):
+            lines = [too_large_line(error)]
+            exc_class = display.SqlCellError
         elif isinstance(error, UnicodeEncodeError):
             # Raised by psycopg while encoding the statement or a parameter,
             # before anything is sent: the connection is untouched.
@@ -517,6 +535,24 @@ class Session:
         else:
             return error  # a bug or an unexpected failure: let its traceback show
         return _with_state(exc_class(lines), error, lost, state, warnings)
+
+
+def too_large_line(error: ResultTooLarge) -> str:
+    """The one line a cell shows when its result passed max_result_memory."""
+    reached = size_text(error.held)
+    if error.rows is not None:
+        reached = f"{error.rows:,} rows ({reached})"
+    passed = (
+        f"the result passed max_result_memory ({size_text(error.limit)})"
+        if error.limit is not None
+        else "memory ran out for the result"
+    )
+    return (
+        f"ERROR:  {passed} at {reached}: "
+        "the query was cancelled on the server and nothing was kept. Fetch fewer rows "
+        "(--limit N, an aggregate), stream them to a file (%sql --to results.parquet ...), "
+        "or raise %config LunepoolMagic.max_result_memory."
+    )
 
 
 def error_lines(

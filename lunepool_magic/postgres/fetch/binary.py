@@ -59,7 +59,9 @@ class BinaryDecoder:
         nrows = len(starts)
         if nrows == 0:
             return
-        block += b"\0" * 8  # gathers at NULL fields may read past the last field
+        # Gathers at NULL fields may read past the last field (8 bytes), and
+        # the inline part of a short text (12).
+        block += b"\0" * 16
         u8 = np.frombuffer(block, dtype=np.uint8)
         if (_gather(block, ">i2", starts) != self.nfields).any():
             raise CopyProtocolError("binary COPY row with an unexpected number of fields")
@@ -96,7 +98,7 @@ class BinaryDecoder:
                 lengths = np.where(null, 0, flen).astype(np.int64)
                 pos = dpos + lengths
             if decoder == "text":
-                col.pieces.append(_string_chunk(u8, dpos, lengths, null))
+                col.add_arrow([_string_chunk(block, u8, dpos, lengths, null)])
             elif decoder == "bool":
                 col.append(u8[dpos] != 0, null)
             else:
@@ -107,10 +109,58 @@ class BinaryDecoder:
         self.rows += nrows
 
 
+#: Texts longer than this on average are built through Arrow's string_view
+#: (offsets into the block, one C copy per text); shorter ones by gathering
+#: their bytes, which costs less for a few bytes each.
+VIEW_AFTER = 16
+
+_STRING_VIEW = getattr(pa, "string_view", None)  # pyarrow 16+
+
+
 def _string_chunk(
-    u8: np.ndarray, dpos: np.ndarray, lengths: np.ndarray, null: np.ndarray
+    block: bytearray, u8: np.ndarray, dpos: np.ndarray, lengths: np.ndarray, null: np.ndarray
 ) -> pa.Array:
     """A large_string array of the bytes at ``dpos`` (``lengths`` long); validates UTF-8."""
+    if _STRING_VIEW is not None and int(lengths.sum()) > VIEW_AFTER * len(lengths):
+        array = _viewed_strings(block, u8, dpos, lengths, null)
+    else:
+        array = _gathered_strings(u8, dpos, lengths, null)
+    array.validate(full=True)  # UTF-8; PostgreSQL sends valid text, but check
+    return array
+
+
+def _viewed_strings(
+    block: bytearray, u8: np.ndarray, dpos: np.ndarray, lengths: np.ndarray, null: np.ndarray
+) -> pa.Array:
+    """Through a string_view array over the block (16-byte views: length, then the
+    text inline if at most 12 bytes, else its first 4 bytes, buffer 0 and offset)."""
+    n = len(lengths)
+    views = np.zeros((n, 4), dtype=np.int32)
+    size = lengths.astype(np.int32)
+    views[:, 0] = size
+    raw = views.view(np.uint8)  # (n, 16)
+    long = size > 12
+    short = ~long & (size > 0)
+    if short.any():
+        inline = u8[dpos[short, None] + np.arange(12)]
+        raw[short, 4:16] = np.where(np.arange(12) < size[short, None], inline, 0)
+    if long.any():
+        at = dpos[long]
+        raw[long, 4:8] = u8[at[:, None] + np.arange(4)]
+        views[long, 3] = at  # buffer 0 (views[:, 2]) is the block
+    nulls = int(null.sum())
+    validity = pa.py_buffer(np.packbits(~null, bitorder="little")) if nulls else None
+    assert _STRING_VIEW is not None  # _string_chunk checked
+    viewed = pa.Array.from_buffers(
+        _STRING_VIEW(), n, [validity, pa.py_buffer(views), pa.py_buffer(block)], nulls
+    )
+    return viewed.cast(pa.large_string())  # copies the texts: the block is not kept
+
+
+def _gathered_strings(
+    u8: np.ndarray, dpos: np.ndarray, lengths: np.ndarray, null: np.ndarray
+) -> pa.Array:
+    """By gathering every byte of the texts into one buffer."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
@@ -119,8 +169,6 @@ def _string_chunk(
     data = u8[index]
     nulls = int(null.sum())
     validity = pa.py_buffer(np.packbits(~null, bitorder="little")) if nulls else None
-    array = pa.LargeStringArray.from_buffers(
+    return pa.LargeStringArray.from_buffers(
         len(lengths), pa.py_buffer(offsets), pa.py_buffer(data), validity, nulls
     )
-    array.validate(full=True)  # UTF-8; PostgreSQL sends valid text, but check
-    return array

@@ -1,4 +1,4 @@
-"""Per-column buffers of a COPY result, and the final pandas arrays built from them.
+"""Per-column buffers of a COPY result, and the final pandas or Arrow arrays built from them.
 
 Values grow block by block in bytearrays that become the final numpy arrays
 without a copy; text arrives as pyarrow chunks; types decoded value by value
@@ -8,6 +8,7 @@ use psycopg's loaders with the row path's fallbacks. Every dtype is the one
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow as pa
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
+from lunepool_magic.postgres import arrow
 from lunepool_magic.postgres.copyformat import PG_EPOCH_DAYS, PG_EPOCH_US
 from lunepool_magic.postgres.frames import (
     NAT,
@@ -54,6 +56,24 @@ class Column:
     nulls: bytearray = field(default_factory=bytearray)  # one bool per row
     pieces: list[Any] = field(default_factory=list)  # text: arrow arrays; loader: value lists
     exceptions: dict[int, bytes] = field(default_factory=dict)  # row -> server text
+    piece_bytes: int = 0  # what ``pieces`` hold (for the memory budget)
+
+    def held(self) -> int:
+        """Bytes the column's values take so far (Python values: an estimate)."""
+        return len(self.values) + len(self.nulls) + self.piece_bytes
+
+    def add_arrow(self, chunks: list[Any]) -> None:
+        """Text (or raw text) chunks: Arrow arrays."""
+        self.pieces.extend(chunks)
+        self.piece_bytes += sum(chunk.nbytes for chunk in chunks)
+
+    def add_values(self, values: list[Any]) -> None:
+        """Python values from psycopg's loaders (their size estimated from a sample)."""
+        self.pieces.append(values)
+        sample = values[:16]
+        if sample:
+            each = sum(map(sys.getsizeof, sample)) / len(sample)
+            self.piece_bytes += int((each + 8) * len(values))
 
     def append(self, values: np.ndarray, nulls: np.ndarray) -> None:
         self.dtype = values.dtype
@@ -64,6 +84,8 @@ class Column:
         self.values = bytearray()
         self.nulls = bytearray()
         self.pieces = []
+        self.exceptions = {}
+        self.piece_bytes = 0
 
 
 def _arrays(col: Column, nrows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +163,42 @@ def build(col: Column, nrows: int, src: ValueSource, j: int, loaders: Loaders) -
         nulls = np.frombuffer(col.nulls, dtype=np.bool_)[:nrows].tolist()
         return object_series([pd.NA if n else v for v, n in zip(values, nulls, strict=True)])
     return build_column(values, col.ct, src, j)
+
+
+def build_arrow(col: Column, nrows: int, tz: Any, loaders: Loaders, types: Any) -> Any:
+    """The column as an Arrow array (or chunked array), from the same buffers, without pandas.
+
+    Fixed-width values become Arrow buffers without a copy; text chunks are
+    kept; ``loader`` columns (kept as the server's text in Arrow mode) are
+    converted by :func:`lunepool_magic.postgres.arrow.from_text`.
+    """
+    decoder = col.decoder
+    wanted = arrow.ARROW_TYPES.get(col.oid)
+    if decoder == "text":
+        chunks = pa.chunked_array(col.pieces, type=pa.large_string())
+        return chunks.slice(0, nrows)
+    if decoder in ("int", "float", "bool"):
+        values, nulls = _arrays(col, nrows)
+        if col.decoder == "float" and wanted == pa.float32():
+            values = values.astype(np.float32)  # CSV gives float64: rounded as the row path does
+        return arrow.fixed_width_array(values, nulls, wanted)
+    if decoder in ("timestamp", "timestamptz", "date"):
+        raw, nulls = _arrays(col, nrows)
+        if decoder == "timestamptz":
+            wanted = pa.timestamp("us", arrow.arrow_tz(tz))
+        epoch, infinite = arrow.epoch_for(col.oid)
+        return arrow.timestamp_array(raw, nulls, wanted, epoch, infinite)
+    # "loader": the server's text of each value.
+    raw = pa.chunked_array(col.pieces, type=pa.large_binary()).combine_chunks().slice(0, nrows)
+    return arrow.from_text(
+        raw,
+        col.oid,
+        col.typmod,
+        col.ct.kind,
+        loaders.load_function(col.oid),
+        tz,
+        lambda oid: arrow.element(oid, types),
+    )
 
 
 class Loaders:

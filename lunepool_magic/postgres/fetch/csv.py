@@ -22,8 +22,11 @@ from lunepool_magic.postgres.frames import Kind
 class CsvDecoder:
     """Decodes blocks of CSV COPY rows with pyarrow; loads 'loader' columns with psycopg."""
 
-    def __init__(self, columns: list[Column], loaders: Loaders):
+    def __init__(self, columns: list[Column], loaders: Loaders, keep_text: bool = False):
+        # keep_text (Arrow output): 'loader' columns keep the server's text, for
+        # lunepool_magic.postgres.arrow to convert by column.
         self.columns = columns
+        self.keep_text = keep_text
         self.rows = 0
         names = [f"c{j}" for j in range(len(columns))]
         types = {}
@@ -64,14 +67,16 @@ class CsvDecoder:
             column = table.column(j)
             load = self.loads.get(j)
             if col.decoder == "text":
-                col.pieces.extend(column.chunks)
+                col.add_arrow(column.chunks)
             elif load is None:  # int, float, bool
                 fill = False if col.decoder == "bool" else 0
                 nulls = column.is_null().to_numpy(zero_copy_only=False)
                 col.append(pc.fill_null(column, fill).to_numpy(zero_copy_only=False), nulls)
+            elif self.keep_text:
+                col.add_arrow(column.chunks)
             else:
                 raw = column.to_pylist()
-                col.pieces.append([None if v is None else load(v) for v in raw])
+                col.add_values([None if v is None else load(v) for v in raw])
                 if col.ct.kind is Kind.JSON:  # JSON null loads as None too: keep SQL NULLs
                     col.nulls += memoryview(column.is_null().to_numpy(zero_copy_only=False))
         self.rows += table.num_rows

@@ -171,9 +171,15 @@ def _exact_float_text(server_version: int, extra_float_digits: int) -> bool:
 
 
 def make_plan(
-    conn: psycopg.Connection[Any], fields: list[tuple[str, int, int]], extra_float_digits: int
+    conn: psycopg.Connection[Any],
+    fields: list[tuple[str, int, int]],
+    extra_float_digits: int,
+    csv: bool = False,
 ) -> tuple[str, list[Column]]:
-    """Choose the COPY format and each column's decoder; ``fields``: (name, OID, typmod)."""
+    """Choose the COPY format and each column's decoder; ``fields``: (name, OID, typmod).
+
+    ``csv`` asks for CSV whatever the types (a CSV file takes the server's text as is).
+    """
     iso = (conn.info.parameter_status("DateStyle") or "").upper().startswith("ISO")
     floats_exact = _exact_float_text(conn.info.server_version, extra_float_digits)
     typmods = [typmod for _, _, typmod in fields]
@@ -186,7 +192,7 @@ def make_plan(
             return floats_exact
         return iso or oid not in _DATETIME_OIDS
 
-    if all(binary_ok(oid) for _, oid, _ in types):
+    if not csv and all(binary_ok(oid) for _, oid, _ in types):
         return "binary", [
             Column(name, oid, ct, BINARY_WIRE[oid][0], typmod)
             for (name, oid, ct), typmod in zip(types, typmods, strict=True)
