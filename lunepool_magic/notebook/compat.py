@@ -90,6 +90,11 @@ def _note(equivalent: str) -> Callable[[Any], SettingChange]:
     return lambda value: SettingChange({}, equivalent)
 
 
+def _autopolars(value: Any) -> SettingChange:
+    # Built from the result's columns, not from Python row tuples (jupysql#312).
+    return SettingChange({"output": "polars" if value else "pandas"}, None)
+
+
 def _short_errors(value: Any) -> SettingChange:
     return SettingChange({"show_traceback": not value}, None)
 
@@ -115,13 +120,7 @@ SETTINGS: dict[str, Setting] = {
     "autopandas": Setting(
         False, _no_op("autopandas is not needed: results are always pandas DataFrames."), True
     ),
-    "autopolars": Setting(
-        False,
-        _note(
-            "autopolars is not available yet: results are pandas DataFrames; "
-            "polars.from_pandas(df) converts one."
-        ),
-    ),
+    "autopolars": Setting(False, lambda value: _autopolars(value)),
     "feedback": Setting(
         1,
         _no_op("feedback has no effect: a cell always shows its status and notices."),

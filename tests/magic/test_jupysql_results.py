@@ -44,11 +44,6 @@ def test_reading_a_setting_gives_its_value_not_a_traceback(ip: Shell) -> None:
             "autopandas is not needed: results are always pandas DataFrames.",
         ),
         (
-            "autopolars = True",
-            "autopolars is not available yet: results are pandas DataFrames; "
-            "polars.from_pandas(df) converts one.",
-        ),
-        (
             "autocommit = False",
             "autocommit=False has no effect here: each cell commits unless it opens a "
             "transaction; write BEGIN in a cell and COMMIT or ROLLBACK later.",
@@ -62,6 +57,17 @@ def test_settings_without_an_equivalent_say_so(ip: Shell, setting: str, line: st
 def test_a_no_op_note_is_shown_once(ip: Shell) -> None:
     assert "feedback has no effect" in ip.ok("%config SqlMagic.feedback = 0").err
     assert ip.ok("%config SqlMagic.feedback = 2").err == ""
+
+
+def test_autopolars_maps_to_the_polars_output(ip: Shell) -> None:
+    import polars as pl
+
+    ip.ok("%config SqlMagic.autopolars = True")
+    assert ip.magics.output == "polars"
+    frame = ip.value("%sql SELECT 1 AS a, 'x' AS b")
+    assert isinstance(frame, pl.DataFrame) and frame.to_dicts() == [{"a": 1, "b": "x"}]
+    ip.ok("%config SqlMagic.autopolars = False")
+    assert ip.magics.output == "pandas"
 
 
 def test_short_errors_maps_to_show_traceback(ip: Shell) -> None:
