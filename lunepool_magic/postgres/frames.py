@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from itertools import repeat
 from operator import is_
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,10 @@ import pyarrow as pa
 from dateutil.relativedelta import relativedelta
 from psycopg import Column
 from psycopg.adapt import AdaptersMap, Buffer, Loader, Transformer
-from psycopg.pq import Format, PGresult
+from psycopg.pq import Format
+
+if TYPE_CHECKING:
+    from psycopg.pq.abc import PGresult
 
 __all__ = [
     "COLUMNS_ATTR",

@@ -17,7 +17,7 @@ that reads FROM something may be fetched through COPY instead
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from lunepool_magic.postgres import outputs
 from lunepool_magic.postgres.budget import Limit, ResultTooLarge, RssWatch, give_back_memory
 from lunepool_magic.postgres.errors import NoResultSetError
 from lunepool_magic.postgres.fetch import fetch
+from lunepool_magic.postgres.fetch.plan import Params, Query
 from lunepool_magic.postgres.frames import (
     Kind,
     LoaderContext,
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NoResultSetError", "Result", "execute", "query", "run"]
-
-Query = str | bytes | psycopg.sql.Composable
-Params = Sequence[Any] | Mapping[str, Any]
 
 
 # --- Public entry points ----------------------------------------------------------------
@@ -155,15 +153,18 @@ def _refuse_nul(sql: Query) -> None:
     libpq sends SQL as a C string: everything after a NUL is dropped, so
     ``DELETE FROM t\\0 WHERE id = 2`` would run as ``DELETE FROM t``.
     """
-    text = sql if isinstance(sql, (str, bytes)) else None
-    if text is not None:
-        at = text.find("\x00" if isinstance(text, str) else b"\x00")
-        if at >= 0:
-            raise psycopg.ProgrammingError(
-                f"the SQL text holds a NUL character (\\x00) at offset {at}; PostgreSQL "
-                "cannot receive it (libpq would cut the statement there), so nothing was "
-                "sent. Remove it; send binary data as a bytes parameter instead."
-            )
+    if isinstance(sql, str):
+        at = sql.find("\x00")
+    elif isinstance(sql, bytes):
+        at = sql.find(b"\x00")
+    else:
+        return
+    if at >= 0:
+        raise psycopg.ProgrammingError(
+            f"the SQL text holds a NUL character (\\x00) at offset {at}; PostgreSQL "
+            "cannot receive it (libpq would cut the statement there), so nothing was "
+            "sent. Remove it; send binary data as a bytes parameter instead."
+        )
 
 
 def _wants_fast_path(sql: Query, fast: bool | None) -> bool:

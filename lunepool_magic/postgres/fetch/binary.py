@@ -19,7 +19,8 @@ def _gather(block: bytearray, dtype: str, positions: np.ndarray) -> np.ndarray:
     """Big-endian values of ``dtype`` at byte ``positions`` of ``block`` (any alignment)."""
     width = np.dtype(dtype).itemsize
     view = np.ndarray((len(block) - width + 1,), dtype, block, 0, (1,))
-    return view[positions].astype(np.dtype(dtype).newbyteorder("="))
+    gathered: np.ndarray = view[positions].astype(np.dtype(dtype).newbyteorder("="))
+    return gathered
 
 
 class BinaryDecoder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import psycopg
 import pyarrow as pa
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
+
+if TYPE_CHECKING:
+    from psycopg.abc import Transformer as TransformerType
 
 from lunepool_magic.postgres import arrow
 from lunepool_magic.postgres.copyformat import PG_EPOCH_DAYS, PG_EPOCH_US
@@ -77,8 +80,8 @@ class Column:
 
     def append(self, values: np.ndarray, nulls: np.ndarray) -> None:
         self.dtype = values.dtype
-        self.values += memoryview(np.ascontiguousarray(values))
-        self.nulls += memoryview(np.ascontiguousarray(nulls, dtype=np.bool_))
+        self.values += np.ascontiguousarray(values).data
+        self.nulls += np.ascontiguousarray(nulls, dtype=np.bool_).data
 
     def release(self) -> None:
         self.values = bytearray()
@@ -210,7 +213,7 @@ class Loaders:
 
     def __init__(self, conn: psycopg.Connection[Any]):
         self._conn = conn
-        self._transformer: Transformer | None = None
+        self._transformer: TransformerType | None = None
 
     def load_function(self, oid: int) -> Callable[[bytes], Any]:
         if self._transformer is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -25,8 +25,10 @@ from lunepool_magic.postgres import libpq
 from lunepool_magic.postgres.fetch.columns import Column
 from lunepool_magic.postgres.frames import PG_TYPES, Kind, column_type, type_oid
 
-Query = str | bytes | psycopg.sql.Composable
-Params = Any
+#: What a statement may be, as psycopg's cursors take it.
+Query = str | bytes | psycopg.sql.SQL | psycopg.sql.Composed
+#: Its parameters, for psycopg's placeholders (%s or %(name)s).
+Params = Sequence[Any] | Mapping[str, Any]
 
 #: Parameter values travel to the setting as text.
 TEXT_OID = type_oid("text")
@@ -69,7 +71,9 @@ def looks_like_a_query(text: str) -> bool:
     """True if the statement starts with SELECT, WITH, VALUES or TABLE."""
     i = 0
     while True:
-        i = _LEADING.match(text, i).end()
+        leading = _LEADING.match(text, i)
+        assert leading is not None  # the pattern matches the empty string too
+        i = leading.end()
         if text.startswith("/*", i):
             i = _skip_block_comment(text, i)
             continue
@@ -264,10 +268,10 @@ def probe(
     with conn.pipeline():
         # prepare=False: nothing of ours lingers in psycopg's prepared statements.
         conn.execute(start, prepare=False)
-        setting = conn.execute(_SETTING_QUERY, prepare=False)
+        setting_cursor = conn.execute(_SETTING_QUERY, prepare=False)
         cursor = conn.cursor(row_factory=tuple_row)
         cursor.execute(_probe_query(text), prepare=False)
-    row = setting.fetchone()
+    row = setting_cursor.fetchone()
     result = cursor.pgresult
     fields = [
         (c.name, c.type_code, result.fmod(j) if result else -1)
@@ -304,10 +308,10 @@ class _SqlDumper(Dumper):
     oid = 0  # no cast added: the text carries its own
 
     def dump(self, obj: Any) -> bytes:
-        return obj.text.encode()
+        return bytes(obj.text, "utf-8")
 
     def quote(self, obj: Any) -> bytes:
-        return obj.text.encode()
+        return bytes(obj.text, "utf-8")
 
 
 def _with_placeholders(
@@ -376,7 +380,7 @@ def _probe_with_parameters(
     )
     transformer = Transformer(conn)
     dumped = transformer.dump_sequence(values, [PyFormat.TEXT] * n)
-    types = list(transformer.types)  # the OIDs psycopg sends on the row path too
+    types = list(transformer.types or ())  # the OIDs psycopg sends on the row path too
     stored = [k for k in range(n) if dumped[k] is not None]
     store = ", ".join(
         f"set_config('{SETTING_PREFIX}{k + 1}', ${j}, true)" for j, k in enumerate(stored, 1)
@@ -453,7 +457,7 @@ def _probe_libpq(
 
 def pipeline_results(pgconn: Any, deadline: float | None = None) -> list[Any]:
     """Every result of a pipeline, up to its sync point."""
-    results = []
+    results: list[Any] = []
     while True:
         result = libpq.next_result(pgconn, deadline)
         if result is None:  # between two queries' results
