@@ -65,9 +65,9 @@ import psycopg
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.binding import unencodable
-from lunepool_magic.notebook.session import error_lines
+from lunepool_magic.notebook.session import error_lines, give_back
 from lunepool_magic.pool import PoolClosed, PoolTimeout
-from lunepool_magic.postgres import ConnectionFailed, must_discard, run
+from lunepool_magic.postgres import ConnectionFailed, run
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, cancel_pauses
 
 if TYPE_CHECKING:
@@ -351,14 +351,9 @@ class JobTable:
         with contextlib.suppress(ValueError):  # the handler was added by start()
             conn.remove_notice_handler(job._on_notice)
         try:
-            if error is not None and must_discard(error, conn):
-                borrow.discard()
-            elif not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
-                left_open = True  # the pool's reset rolls it back
-            if error is None:
-                borrow.__exit__(None, None, None)
-            else:
-                borrow.__exit__(type(error), error, error.__traceback__)
+            in_transaction = not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION
+            # Left open only if the connection is kept: the pool's reset rolls it back.
+            left_open = not give_back(borrow, conn, error) and in_transaction
         except Exception:
             logger.exception("background job %d: returning its connection failed", job.number)
         return left_open

@@ -48,7 +48,7 @@ from lunepool_magic.postgres.budget import ResultTooLarge, size_text
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
 from lunepool_magic.postgres.pool import APPLICATION_NAME
 
-__all__ = ["APPLICATION_NAME", "CellResult", "Session", "error_lines"]
+__all__ = ["APPLICATION_NAME", "CellResult", "Session", "error_lines", "give_back"]
 
 
 T = TypeVar("T")
@@ -481,24 +481,17 @@ class Session:
             # psycopg leaves the statement running when Ctrl-C lands in the Python
             # part of its result loop; finish it, so the session survives.
             finish_statement(conn)
-        if error is not None and must_discard(error, conn):
-            self._pinned = self._pinned_conn = self.pinned_since = None
-            borrow.discard()
-            borrow.__exit__(type(error), error, error.__traceback__)
-            return True
-        if not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
+        gone = error is not None and must_discard(error, conn)
+        if not gone and not conn.closed and conn.pgconn.transaction_status in IN_TRANSACTION:
             if self._pinned is None:
                 self.pinned_since, self._pinned_warned = self.idle.clock(), None
             self._pinned, self._pinned_conn = borrow, conn
             return False
         self._pinned = self._pinned_conn = self.pinned_since = None
-        if error is None:
-            borrow.__exit__(None, None, None)
-        else:
-            borrow.__exit__(type(error), error, error.__traceback__)
+        give_back(borrow, conn, error)
         # An interrupt during cancellation can leave psycopg no choice but to
         # close the connection; the pool then replaced it.
-        return conn.closed
+        return gone or conn.closed
 
     def _failure(
         self,
@@ -553,6 +546,25 @@ def too_large_line(error: ResultTooLarge) -> str:
         "(--limit N, an aggregate), stream them to a file (%sql --to results.parquet ...), "
         "or raise %config LunepoolMagic.max_result_memory."
     )
+
+
+def give_back(
+    borrow: Borrow[Any], conn: psycopg.Connection[Any], error: BaseException | None
+) -> bool:
+    """End a borrow after work on ``conn``; True if the connection was discarded.
+
+    The one decision for cells and background jobs alike: an error that means
+    the session is gone (``must_discard``) discards the connection; otherwise
+    the pool's reset cleans it (and rolls back a transaction left open).
+    """
+    discard = error is not None and must_discard(error, conn)
+    if discard:
+        borrow.discard()
+    if error is None:
+        borrow.__exit__(None, None, None)
+    else:
+        borrow.__exit__(type(error), error, error.__traceback__)
+    return discard
 
 
 def error_lines(
