@@ -48,6 +48,7 @@ __all__ = [
     "UnknownParameter",
     "bind_parameters",
     "find_parameters",
+    "leading_keyword",
     "split_statements",
 ]
 
@@ -187,6 +188,31 @@ def _scan_block_comment(text: str, pos: int) -> tuple[int, bool]:
         depth += 1 if m.group() == "/*" else -1
         if depth == 0:
             return pos, True
+
+
+_KEYWORD_RE = re.compile(r"[A-Za-z_]\w*")
+
+
+def leading_keyword(text: str) -> str | None:
+    """A statement's first keyword, in lower case, after blanks, comments and ``(``.
+
+    ``None`` when the text starts with anything else (a quote, a number, ``\\``).
+    The comment rules are the lexer's: ``--`` to the end of the line, and
+    nested ``/* */``.
+    """
+    pos, n = 0, len(text)
+    while pos < n:
+        if text[pos].isspace() or text[pos] == "(":
+            pos += 1
+        elif text.startswith("--", pos):
+            end = text.find("\n", pos)
+            pos = n if end < 0 else end + 1
+        elif text.startswith("/*", pos):
+            pos, _ = _scan_block_comment(text, pos + 2)
+        else:
+            word = _KEYWORD_RE.match(text, pos)
+            return word.group().lower() if word else None
+    return None
 
 
 def _scan_e_string(text: str, pos: int) -> tuple[int, bool]:

@@ -24,6 +24,7 @@ from lunepool_magic.sqltext import (
     _split_lexed,
     bind_parameters,
     find_parameters,
+    leading_keyword,
     split_statements,
 )
 
@@ -903,3 +904,25 @@ def test_fuzz_split_finds_the_statements_it_was_given(parts: list[tuple[str, str
         expected.append(Statement(statement, len(cell), cell.count("\n") + 1))
         cell += statement + separator
     assert split_statements(cell) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("SELECT 1", "select"),
+        ("  (( values (1)))", "values"),
+        ("-- a comment\nWITH x AS (SELECT 1) SELECT * FROM x", "with"),
+        ("/* outer /* nested */ still comment */ table t", "table"),
+        ("/* unclosed", None),
+        ("'select'", None),
+        ("\\dt", None),
+        ("", None),
+        ("--only a comment", None),
+        ("Insert INTO t VALUES (1)", "insert"),
+    ],
+)
+def test_leading_keyword_skips_blanks_comments_and_parentheses(
+    text: str, keyword: str | None
+) -> None:
+    # The fast path's "is this a query?" uses it: one set of comment rules.
+    assert leading_keyword(text) == keyword

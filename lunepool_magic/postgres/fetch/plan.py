@@ -8,7 +8,6 @@ from it, CSV otherwise, and writes the COPY statement.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from psycopg.rows import tuple_row
 from lunepool_magic.postgres import libpq
 from lunepool_magic.postgres.fetch.columns import Column
 from lunepool_magic.postgres.frames import PG_TYPES, Kind, column_type, type_oid
+from lunepool_magic.sqltext import leading_keyword
 
 #: What a statement may be, as psycopg's cursors take it.
 Query = str | bytes | psycopg.sql.SQL | psycopg.sql.Composed
@@ -43,41 +43,13 @@ class Declined(Exception):
 
 # --- Statement text ---------------------------------------------------------------------
 
-# Leading blanks, comments (block comments nest in PostgreSQL) and parentheses.
-_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|\()*")
-
-
-_QUERY_KEYWORD = re.compile(r"(?i)(?:select|with|values|table)\b")
-
-
-def _skip_block_comment(text: str, i: int) -> int:
-    depth = 0
-    n = len(text)
-    while i < n:
-        if text.startswith("/*", i):
-            depth += 1
-            i += 2
-        elif text.startswith("*/", i):
-            depth -= 1
-            i += 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return n
+#: The statements the fast path can wrap in ``COPY (SELECT * FROM (...))``.
+_QUERY_KEYWORDS = frozenset(("select", "with", "values", "table"))
 
 
 def looks_like_a_query(text: str) -> bool:
     """True if the statement starts with SELECT, WITH, VALUES or TABLE."""
-    i = 0
-    while True:
-        leading = _LEADING.match(text, i)
-        assert leading is not None  # the pattern matches the empty string too
-        i = leading.end()
-        if text.startswith("/*", i):
-            i = _skip_block_comment(text, i)
-            continue
-        return _QUERY_KEYWORD.match(text, i) is not None
+    return leading_keyword(text) in _QUERY_KEYWORDS
 
 
 def statement_text(conn: psycopg.Connection[Any], sql: Query) -> str:
