@@ -664,20 +664,15 @@ class LunepoolMagic(Magics):
             err.args = ("\n".join(err.lines),)
             raise
         self._show(cell)
-        took = f"{result.seconds:.2f} s"
-        columns = len(result.columns)
+        took = display.duration(result.seconds)
+        rows = display.count_of(result.rows, "row")
+        columns = display.count_of(len(result.columns), "column")
         if result.mode == "append":
-            print(f"Appended {result.rows:,} rows to {result.table} in {took}.")
+            print(f"Appended {rows} to {result.table} in {took}.")
         elif result.mode == "replace":
-            print(
-                f"Replaced table {result.table}: {result.rows:,} rows, "
-                f"{columns} columns, in {took}."
-            )
+            print(f"Replaced table {result.table}: {rows}, {columns}, in {took}.")
         else:
-            print(
-                f"Created table {result.table} ({columns} columns) and loaded "
-                f"{result.rows:,} rows in {took}."
-            )
+            print(f"Created table {result.table} ({columns}) and loaded {rows} in {took}.")
 
     # ---------------------------------------------------------------- inspect
 

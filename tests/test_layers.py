@@ -44,7 +44,9 @@ def test_asking_for_query_loads_pandas() -> None:
     assert "pandas" in loaded
 
 
-@pytest.mark.parametrize("module", ["lunepool_magic.pool", "lunepool_magic.sqltext"])
+@pytest.mark.parametrize(
+    "module", ["lunepool_magic.pool", "lunepool_magic.sqltext", "lunepool_magic.units"]
+)
 def test_the_bottom_layer_loads_the_standard_library_only(module: str) -> None:
     # What the interpreter itself loads at start-up (site hooks) is not the module's.
     loaded = _modules_after(f"import {module}") - _modules_after("pass")

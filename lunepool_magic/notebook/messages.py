@@ -18,6 +18,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from lunepool_magic.units import count_of, duration, size
+
 __all__ = [
     "QueryCancelled",
     "SqlCellError",
@@ -306,30 +308,3 @@ def notice_line(diag: Any) -> str:
 
 
 # ------------------------------------------------------------------ numbers
-
-
-def count_of(n: int, noun: str) -> str:
-    """``1 row``, ``1,000 rows``: a count with its noun, as every cell message writes it."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def duration(seconds: float) -> str:
-    """``0.42 s``, ``3 min 5 s``, ``2 h 10 min``: how long something took."""
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def size(nbytes: float) -> str:
-    """``240 B``, ``512 kB``, ``52.4 MB``, ``1.23 GB``: decimal units, as for network rates."""
-    if nbytes < 1e3:
-        return f"{nbytes:.0f} B"
-    if nbytes < 1e6:
-        return f"{nbytes / 1e3:.0f} kB"
-    if nbytes < 1e9:
-        return f"{nbytes / 1e6:.1f} MB"
-    return f"{nbytes / 1e9:.2f} GB"

@@ -44,7 +44,7 @@ from lunepool_magic.notebook.binding import BoundStatement, DictDumper, unencoda
 from lunepool_magic.notebook.idle import IdlePolicy, custom_settings_named
 from lunepool_magic.pool import Borrow, PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, PostgresPool, create_pool, must_discard, run
-from lunepool_magic.postgres.budget import ResultTooLarge, size_text
+from lunepool_magic.postgres.budget import ResultTooLarge
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, INERROR, finish_statement
 from lunepool_magic.postgres.pool import APPLICATION_NAME
 
@@ -532,11 +532,11 @@ class Session:
 
 def too_large_line(error: ResultTooLarge) -> str:
     """The one line a cell shows when its result passed max_result_memory."""
-    reached = size_text(error.held)
+    reached = display.size(error.held)
     if error.rows is not None:
         reached = f"{error.rows:,} rows ({reached})"
     passed = (
-        f"the result passed max_result_memory ({size_text(error.limit)})"
+        f"the result passed max_result_memory ({display.size(error.limit)})"
         if error.limit is not None
         else "memory ran out for the result"
     )

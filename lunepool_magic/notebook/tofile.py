@@ -13,7 +13,6 @@ from typing import Any
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.binding import BoundStatement
 from lunepool_magic.notebook.session import CellResult, Session
-from lunepool_magic.postgres.budget import size_text
 from lunepool_magic.postgres.errors import NoResultSetError
 from lunepool_magic.postgres.tofile import copy_to_file, file_format
 
@@ -56,9 +55,11 @@ def write_cell(
         line_offset=line_offset,
     )
     lines = [
-        f"Wrote {written.rows:,} rows ({size_text(written.bytes)}) to {path} "
-        f"in {written.seconds:.2f} s."
+        f"Wrote {display.count_of(written.rows, 'row')} ({display.size(written.bytes)}) to {path} "
+        f"in {display.duration(written.seconds)}."
     ]
     if written.truncated:
-        lines.append(f"Only the first {limit:,} rows (--limit); the result has more.")
+        lines.append(
+            f"Only the first {display.count_of(limit, 'row')} (--limit); the result has more."
+        )
     return lines, cell

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from lunepool_magic.units import count_of, size
+
 try:
     import resource
 except ImportError:  # not on Windows: no address-space cap to count
@@ -49,9 +51,9 @@ class ResultTooLarge(Exception):
         self.rows = rows
         self.held = held
         self.limit = limit
-        reached = f"{rows:,} rows ({size_text(held)})" if rows is not None else size_text(held)
+        reached = f"{count_of(rows, 'row')} ({size(held)})" if rows is not None else size(held)
         passed = (
-            f"the result passed its memory budget of {size_text(limit)}"
+            f"the result passed its memory budget of {size(limit)}"
             if limit is not None
             else "memory ran out for the result"
         )
@@ -60,14 +62,6 @@ class ResultTooLarge(Exception):
             "the query was cancelled on the server and nothing was kept: fetch fewer rows "
             "(LIMIT, an aggregate), stream them to a file, or raise the budget"
         )
-
-
-def size_text(n: int) -> str:
-    """``n`` bytes for people: 512 B, 3.2 MB, 1.5 GB."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 #: A budget given as a function is looked up once a COPY result holds this much.

@@ -20,8 +20,9 @@ from IPython.core.error import UsageError
 from support.shell import Shell, active_queries, ip_fixture, wait_for  # noqa: F401
 
 from lunepool_magic.notebook import memory
-from lunepool_magic.postgres.budget import ResultTooLarge, size_text
+from lunepool_magic.postgres.budget import ResultTooLarge
 from lunepool_magic.postgres.statement import run
+from lunepool_magic.units import size
 
 BIG_COPY = "SELECT g, repeat('x', 500) AS t FROM generate_series(1, 2000000) AS g"
 BIG_ROWS = "SELECT generate_series(1, 2000000) AS g, repeat('y', 500) AS t"
@@ -100,7 +101,7 @@ def test_a_fetch_past_the_budget_is_cancelled_and_keeps_nothing(
     assert error.held < BUDGET + 40_000_000  # stopped soon after the budget, not at the end
     if path == "copy":
         assert error.rows is not None and 0 < error.rows < 2_000_000
-    assert f"memory budget of {size_text(BUDGET)}" in str(error)
+    assert f"memory budget of {size(BUDGET)}" in str(error)
     assert time.monotonic() - started < 30
     wait_for(lambda: not active_queries(pg_admin, "%repeat(%"), timeout=5, what="the cancel")
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

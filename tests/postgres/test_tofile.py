@@ -31,6 +31,7 @@ from lunepool_magic.postgres.fetch import plan as fetch_plan
 from lunepool_magic.postgres.fetch import transfer as fetch_transfer
 from lunepool_magic.postgres.statement import query
 from lunepool_magic.postgres.tofile import copy_to_file
+from lunepool_magic.units import size
 
 TINY = 4096  # bytes per batch: many batches
 
@@ -223,7 +224,8 @@ def test_the_magic_writes_and_says_so(ip: Shell, tmp_path: Path) -> None:
     run = ip.ok(f"%sql --to {target} SELECT g FROM generate_series(1, 1234) AS g")
     assert run.value is None
     last = run.out.splitlines()[-1]
-    assert last.startswith(f"Wrote 1,234 rows ({target.stat().st_size / 1e3:.1f} kB) to {target}")
+    # Sizes are written as every message writes them (lunepool_magic.units).
+    assert last.startswith(f"Wrote 1,234 rows ({size(target.stat().st_size)}) to {target}")
     assert last.endswith(" s.")
     assert pq.read_table(target).num_rows == 1234
     spaced = tmp_path / "with space.csv"
