@@ -46,6 +46,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}; {self.format_usage().strip()}")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        # With exit_on_error=False, Python 3.12+ raises ArgumentError for some
+        # mistakes (a missing required option) instead of calling error().
+        try:
+            return super().parse_args(args, namespace)
+        except argparse.ArgumentError as exc:
+            self.error(str(exc))
+
 
 def _parser(prog: str) -> _Parser:
     return _Parser(prog=prog, add_help=False, exit_on_error=False)

@@ -126,6 +126,8 @@ def test_prepare_prints_nothing_and_start_gives_the_one_root_notice(fresh_dir: P
     notices = [line for line in done.stderr.splitlines() if "RootModeWarning" in line]
     if IS_ROOT:
         assert len(notices) == 1 and notices[0].startswith("<string>:4: RootModeWarning: ")
-        assert done.stderr.splitlines() == notices  # one line: no source line, no traceback
+        # No traceback. Python 3.13's own formatter may echo the caller's source line.
+        others = [line for line in done.stderr.splitlines() if line not in notices]
+        assert all(line.strip() == "embedded.start(sys.argv[1])" for line in others), others
     else:
         assert done.stderr == ""
