@@ -9,7 +9,7 @@ from it, CSV otherwise, and writes the COPY statement.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -357,10 +357,9 @@ def _probe_with_parameters(
     store = ", ".join(
         f"set_config('{SETTING_PREFIX}{k + 1}', ${j}, true)" for j, k in enumerate(stored, 1)
     )
-    pgconn = conn.pgconn
     encoding = conn.info.encoding
-    pgconn.enter_pipeline_mode()
-    try:
+
+    def send(pgconn: Any) -> None:
         for query in [*queries, _SETTING_QUERY]:
             pgconn.send_query_params(query.encode(encoding), None)
         # The unnamed statement: replaced by the next one, nothing lingers.
@@ -373,16 +372,8 @@ def _probe_with_parameters(
                 [dumped[k] for k in stored],
                 param_types=[TEXT_OID] * len(stored),
             )
-        pgconn.pipeline_sync()
-        libpq.flush(pgconn)
-        results = pipeline_results(pgconn)
-    except BaseException:
-        abandon_pipeline(conn)
-        raise
-    pgconn.exit_pipeline_mode()
-    for result in results:
-        if result.status == ExecStatus.FATAL_ERROR:
-            raise libpq.error_from(conn, result)
+
+    results = _run_pipeline(conn, send)
     first = len(queries)
     setting, described, probe_result = results[first], results[first + 2], results[first + 3]
     expressions = []
@@ -392,10 +383,7 @@ def _probe_with_parameters(
             raise Declined("a parameter of a type psycopg does not know")
         value = "NULL" if dumped[k] is None else f"current_setting('{SETTING_PREFIX}{k + 1}')"
         expressions.append(f"{value}::{name}")
-    fields = [
-        (probe_result.fname(i).decode(encoding), probe_result.ftype(i), probe_result.fmod(i))
-        for i in range(probe_result.nfields)
-    ]
+    fields = _fields(probe_result, encoding)
     return fields, int(setting.get_value(0, 0)), BoundParameters(params, expressions, own)
 
 
@@ -403,12 +391,27 @@ def _probe_libpq(
     conn: psycopg.Connection[Any], queries: list[str]
 ) -> tuple[list[tuple[str, int, int]], int]:
     """``probe`` without psycopg's cursors (a third of the time): libpq's pipeline mode."""
-    pgconn = conn.pgconn
     encoding = conn.info.encoding
-    pgconn.enter_pipeline_mode()
-    try:
+
+    def send(pgconn: Any) -> None:
         for query in queries:
             pgconn.send_query_params(query.encode(encoding), None)
+
+    results = _run_pipeline(conn, send)
+    setting, probe = results[1], results[2]
+    return _fields(probe, encoding), int(setting.get_value(0, 0))
+
+
+def _run_pipeline(conn: psycopg.Connection[Any], send: Callable[[Any], None]) -> list[Any]:
+    """Send ``send``'s commands as one pipeline; their results, or the first server error.
+
+    An interrupt (or any exception) on the way leaves the pipeline cleanly
+    (``abandon_pipeline``) before it propagates.
+    """
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    try:
+        send(pgconn)
         pgconn.pipeline_sync()
         libpq.flush(pgconn)
         results = pipeline_results(pgconn)
@@ -419,12 +422,15 @@ def _probe_libpq(
     for result in results:
         if result.status == ExecStatus.FATAL_ERROR:
             raise libpq.error_from(conn, result)
-    setting, probe = results[1], results[2]
-    fields = [
-        (probe.fname(i).decode(encoding), probe.ftype(i), probe.fmod(i))
-        for i in range(probe.nfields)
+    return results
+
+
+def _fields(result: Any, encoding: str) -> list[tuple[str, int, int]]:
+    """A result's columns as (name, type OID, typmod)."""
+    return [
+        (result.fname(i).decode(encoding), result.ftype(i), result.fmod(i))
+        for i in range(result.nfields)
     ]
-    return fields, int(setting.get_value(0, 0))
 
 
 def pipeline_results(pgconn: Any, deadline: float | None = None) -> list[Any]:
