@@ -703,7 +703,10 @@ def test_a_dict_nested_too_deeply_for_json_is_a_clear_error(ip: Shell) -> None:
 def test_a_pandas_text_series_with_missing_values_binds_them_as_null(ip: Shell) -> None:
     # Issue 14: pandas 3's "str" Series holds NaN for missing values, which
     # psycopg refused ("cannot dump lists of mixed types").
-    dtype = pd.StringDtype("python", na_value=np.nan)  # what pandas 3 calls "str"
+    try:
+        dtype = pd.StringDtype("python", na_value=np.nan)  # what pandas 3 calls "str"
+    except TypeError:  # pandas 2 has no NaN-valued string dtype; NA is its missing value
+        dtype = pd.StringDtype("python")
     ip.shell.user_ns["names"] = pd.Series(["a", None, "b"], dtype=dtype)
     frame = ip.value("%sql SELECT unnest(:names::text[]) AS n")
     assert frame["n"].tolist() == ["a", pd.NA, "b"]

@@ -108,6 +108,11 @@ def py(scalar: pa.Scalar) -> Any:
         return Beyond
 
 
+def _zone_name(tz: Any) -> str:
+    """A time zone's name, whether zoneinfo (``key``), pytz (``zone``) or fixed."""
+    return str(getattr(tz, "key", None) or getattr(tz, "zone", None) or tz)
+
+
 def same(expected: Any, got: Any, oid: int, load: Any) -> bool:
     """``got`` (an Arrow or polars value) is the pandas value ``expected``."""
     if expected is pd.NA:
@@ -124,7 +129,18 @@ def same(expected: Any, got: Any, oid: int, load: Any) -> bool:
     if isinstance(expected, float):
         return np.float64(got).view(np.uint64) == np.float64(expected).view(np.uint64)
     if isinstance(expected, dt.datetime):
-        return got == expected and got.utcoffset() == expected.utcoffset()
+        if expected.tzinfo is None:
+            return got == expected and got.tzinfo is None
+        # The same instant in the same named zone. pandas 2 gives pytz zones
+        # (whose offsets before 1901 are "LMT" guesses) where Arrow gives
+        # zoneinfo; comparing across zone types in a DST fold is never equal in
+        # Python (PEP 495), so compare instants.
+        utc = dt.timezone.utc
+        same_zone = _zone_name(got.tzinfo) == _zone_name(expected.tzinfo)
+        same_offset = type(got.tzinfo) is not type(expected.tzinfo) or (
+            got.utcoffset() == expected.utcoffset()
+        )
+        return got.astimezone(utc) == expected.astimezone(utc) and same_zone and same_offset
     if isinstance(expected, Decimal):
         return isinstance(got, Decimal) and got == expected
     if isinstance(expected, list):
