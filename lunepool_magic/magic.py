@@ -1067,7 +1067,38 @@ def load(shell: InteractiveShell) -> LunepoolMagic:
     from lunepool_magic import magic_jupysql
 
     magic_jupysql.load(shell, magics)
+    if getattr(shell, "kernel", None) is None:  # a terminal: plain text is what it shows
+        printers = _plain_text_printers(shell)
+        for module in _DATAFRAME_MODULES:
+            printers.for_type_by_name(module, "DataFrame", _terminal_listing)
     return magics
+
+
+# The connections listing has many columns: at 80 columns pandas would wrap it
+# into several blocks, so a terminal shows one block per connection (fields
+# down) when it does not fit. Registered by type name, so pandas is not imported
+# for it: pandas 3 calls the class pandas.DataFrame, pandas 2 pandas.core.frame.
+_DATAFRAME_MODULES = ("pandas", "pandas.core.frame")
+
+
+def _plain_text_printers(shell: InteractiveShell) -> Any:
+    return shell.display_formatter.formatters["text/plain"]
+
+
+def _terminal_listing(frame: Any, printer: Any, cycle: bool) -> None:
+    """IPython's plain-text printer for DataFrames, in terminals, while we are loaded."""
+    import shutil
+
+    from lunepool_magic.notebook.connections import LISTING_ATTR
+
+    if not frame.attrs.get(LISTING_ATTR):
+        printer.text(repr(frame))
+        return
+    text = frame.to_string()
+    if max(map(len, text.splitlines()), default=0) > shutil.get_terminal_size().columns:
+        # One block per connection: its fields down, their values beside them.
+        text = "\n\n".join(f"{alias}\n{frame.loc[alias].to_string()}" for alias in frame.index)
+    printer.text(text)
 
 
 def _owner(method: Any) -> str:
@@ -1088,6 +1119,13 @@ def unload(shell: InteractiveShell) -> None:
 
     magic_jupysql.unload(shell, magics)
     completer.uninstall(shell)
+    printers = _plain_text_printers(shell)
+    for module in _DATAFRAME_MODULES:
+        if printers.deferred_printers.get((module, "DataFrame")) is _terminal_listing:
+            del printers.deferred_printers[(module, "DataFrame")]
+    for cls, printer in list(printers.type_printers.items()):
+        if printer is _terminal_listing:  # already resolved from the name to the class
+            del printers.type_printers[cls]
     magics.close_all()
     atexit.unregister(magics.close_all)
     for kind in ("line", "cell"):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ALIAS",
+    "LISTING_ATTR",
     "LIST_COLUMNS",
     "Connections",
     "Settings",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_ALIAS = "default"
+
+#: Marks the connections listing, so that a terminal can show it in its width.
+LISTING_ATTR = "lunepool_magic.listing"
 
 #: The columns of the connections listing (``%sql`` alone).
 LIST_COLUMNS = [
@@ -347,7 +351,9 @@ class Connections:
                     session.keeps(),
                 ]
             )
-        return pd.DataFrame(rows, columns=LIST_COLUMNS).set_index("alias")
+        frame = pd.DataFrame(rows, columns=LIST_COLUMNS).set_index("alias")
+        frame.attrs[LISTING_ATTR] = True  # a terminal shows it turned, if too wide
+        return frame
 
     def empty_listing_line(self) -> str:
         """What ``%sql`` says before anything is connected."""

@@ -565,3 +565,22 @@ def test_config_accepts_none_where_it_means_no_limit(ip: Shell) -> None:
     ip.ok("%config LunepoolMagic.acquire_timeout = None")
     magics = ip.shell.magics_manager.registry["LunepoolMagic"]
     assert magics.row_limit is None and magics.acquire_timeout is None
+
+
+def test_the_connections_listing_fits_an_80_column_terminal(
+    ip: Shell, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 19: at 80 columns pandas wrapped its columns into several blocks.
+    monkeypatch.setenv("COLUMNS", "80")
+    ip.ok(f"%sql {pg_url} --alias one")
+    ip.ok(f"%sql {pg_url} --alias two")
+    listing = ip.value("%sql")
+    text = ip.shell.display_formatter.format(listing)[0]["text/plain"]
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "one" in text and "two" in text and "max_size" in text
+    # Other DataFrames are shown as pandas shows them.
+    other = pd.DataFrame({"a": [1]})
+    assert ip.shell.display_formatter.format(other)[0]["text/plain"] == repr(other)
+    ip.ok("%unload_ext lunepool_magic")
+    assert ip.shell.display_formatter.format(listing)[0]["text/plain"] == repr(listing)
+    ip.ok("%load_ext lunepool_magic")
