@@ -67,7 +67,7 @@ from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.binding import unencodable
 from lunepool_magic.notebook.session import error_lines, give_back
 from lunepool_magic.pool import PoolClosed, PoolTimeout
-from lunepool_magic.postgres import ConnectionFailed, run
+from lunepool_magic.postgres import ConnectionFailed, libpq, run
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, cancel_pauses
 
 if TYPE_CHECKING:
@@ -80,8 +80,9 @@ __all__ = ["Job", "JobState", "JobTable"]
 
 logger = logging.getLogger("lunepool_magic.notebook.jobs")
 
-#: How long cancelling waits for a job to let go of its connection.
-CANCEL_TIMEOUT = 5.0
+#: How long cancelling waits for a job to let go of its connection: the wrapper's
+#: own bound for stopping an interrupted statement.
+CANCEL_TIMEOUT = libpq.CANCEL_TIMEOUT
 _STATEMENT_SHOWN = 60
 
 

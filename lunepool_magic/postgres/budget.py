@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from lunepool_magic.postgres import libpq
 from lunepool_magic.units import count_of, size
 
 try:
@@ -204,7 +205,7 @@ class RssWatch:
             self.grown = grown
             self.tripped = True
             with contextlib.suppress(Exception):  # the query may just have ended
-                self._conn.cancel_safe(timeout=5.0)
+                self._conn.cancel_safe(timeout=libpq.CANCEL_TIMEOUT)
         return True
 
 
