@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import signal
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -31,6 +29,7 @@ import pytest
 from psycopg import sql
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
+from support.interrupts import ctrl_c_once_rows_flow
 from support.shell import ip_fixture  # noqa: F401
 from test_fetch import (
     BINARY_MATRIX,
@@ -353,24 +352,13 @@ def test_progress_and_ctrl_c_with_every_output(
     assert result is not None and result.rows == 20000
     assert reports[-1][0] == 20000 and reports[-1][1] > 20000 * 50  # the summary
 
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def ctrl_c_once_rows_flow(rows: int, nbytes: int, elapsed: float) -> None:
-        if rows > 0:
-            signal.pthread_kill(main, signal.SIGINT)
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fetch(
-                conn,
-                "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000000) AS g",
-                output=output,
-                on_progress=ctrl_c_once_rows_flow,
-            )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_once_rows_flow() as on_progress, pytest.raises(KeyboardInterrupt):
+        fetch(
+            conn,
+            "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000000) AS g",
+            output=output,
+            on_progress=on_progress,
+        )
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     again = query(conn, "SELECT 1 AS one FROM pg_class LIMIT 1", output=output)
     assert len(again) == 1

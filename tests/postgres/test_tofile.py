@@ -11,8 +11,6 @@ on the server and leaves no file, and no half file, under the target name.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from support.interrupts import ctrl_c_once_rows_flow
 from support.shell import Shell, active_queries, ip_fixture, wait_for  # noqa: F401
 from test_fetch import BINARY_MATRIX, EXOTIC_MATRIX
 
@@ -193,25 +192,14 @@ def test_ctrl_c_cancels_and_leaves_no_half_file(
         monkeypatch.setattr(fetch_plan, "BINARY_WIRE", {})
     target = tmp_path / f"out{suffix}"
     target.write_bytes(b"the previous file")  # an earlier run's file stays as it was
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def ctrl_c_once_rows_flow(rows: int, nbytes: int, elapsed: float) -> None:
-        if rows > 0:
-            signal.pthread_kill(main, signal.SIGINT)
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            copy_to_file(
-                conn,
-                "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000000) AS g",
-                target,
-                on_progress=ctrl_c_once_rows_flow,
-                batch_bytes=1 << 20,
-            )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_once_rows_flow() as on_progress, pytest.raises(KeyboardInterrupt):
+        copy_to_file(
+            conn,
+            "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000000) AS g",
+            target,
+            on_progress=on_progress,
+            batch_bytes=1 << 20,
+        )
     wait_for(lambda: not active_queries(pg_admin, "%50000000%"), timeout=5, what="the cancel")
     assert target.read_bytes() == b"the previous file"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
