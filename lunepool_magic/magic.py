@@ -444,7 +444,7 @@ class LunepoolMagic(Magics):
         if opts.explain or opts.analyze:
             return self._explain(session, text, line_offset, local_ns, opts)
         if opts.background:
-            return self._background(session, text, line_offset, local_ns, opts.out, opts.output)
+            return self._background(session, text, line_offset, local_ns, opts)
         shown = self._run(
             session,
             text,
@@ -813,11 +813,13 @@ class LunepoolMagic(Magics):
         text: str,
         line_offset: int,
         local_ns: Any,
-        out: str | None,
-        output: str | None = None,
+        opts: Any,
     ) -> None:
         """``%%sql --background [VAR <<]``: start the cell on another connection, return."""
-        output = self._output(output)
+        out = opts.out
+        output = self._output(opts.output)
+        limit = _row_limit(opts.limit)
+        max_memory = self._max_memory()
         bound = self._bind(text, local_ns, line_offset)
         job = self._job_table().start(
             session,
@@ -827,6 +829,8 @@ class LunepoolMagic(Magics):
             assign=self._assign,
             line_offset=line_offset,
             output=output,
+            limit=self.row_limit if limit is None else limit,
+            max_memory=max_memory,
         )
         n = job.number
         result = f"; {out} is set when it finishes" if out else ""

@@ -65,9 +65,10 @@ import psycopg
 
 from lunepool_magic.notebook import messages as display
 from lunepool_magic.notebook.binding import unencodable
-from lunepool_magic.notebook.session import error_lines, give_back
+from lunepool_magic.notebook.session import error_lines, give_back, too_large_line
 from lunepool_magic.pool import PoolClosed, PoolTimeout
 from lunepool_magic.postgres import ConnectionFailed, libpq, run
+from lunepool_magic.postgres.budget import ResultTooLarge
 from lunepool_magic.postgres.libpq import IN_TRANSACTION, cancel_pauses
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Job:
         self.status = ""  # command status of the last statement
         self.rows: int | None = None
         self.columns: int | None = None
+        self.truncated = False  # the result had more rows than its row limit
         self.frame: pd.DataFrame | None = None  # kept only when no variable was named
         self.error_lines: list[str] = []
         self.warnings: list[str] = []  # server notices, the rolled-back transaction
@@ -176,6 +178,11 @@ class Job:
         else:
             rows = display.count_of(self.rows, "row")
             shape = f"{rows} × {display.count_of(self.columns or 0, 'column')}"
+            if self.truncated:
+                shape += (
+                    " (the first rows only: the result has more; --limit N or "
+                    "%config LunepoolMagic.row_limit changes this)"
+                )
             if self.out:
                 what = f"{self.out} = {shape}"
             else:
@@ -223,8 +230,15 @@ class JobTable:
         assign: Callable[[str, Any], None],
         line_offset: int = 0,
         output: str = "pandas",
+        limit: int | None = None,
+        max_memory: Any = None,
     ) -> Job:
-        """Borrow a connection now and run ``bound`` on it in a new thread."""
+        """Borrow a connection now and run ``bound`` on it in a new thread.
+
+        ``output``, ``limit`` (the row limit) and ``max_memory`` (the result's
+        memory budget) mean what they mean for a cell: a job's result is no
+        safer to hold than a cell's.
+        """
         pool = session.background_pool
         borrow = pool.connection(0)  # no waiting: start now, or say why not
         try:
@@ -257,7 +271,7 @@ class JobTable:
         conn.add_notice_handler(job._on_notice)
         thread = threading.Thread(
             target=self._run,
-            args=(job, borrow, conn, bound, assign, line_offset, output),
+            args=(job, borrow, conn, bound, assign, line_offset, output, limit, max_memory),
             name=f"lunepool_magic job {number}",
             daemon=True,  # exit must not wait for a query; atexit cancels them first
         )
@@ -273,20 +287,26 @@ class JobTable:
         bound: list[BoundStatement],
         assign: Callable[[str, Any], None],
         line_offset: int,
-        output: str = "pandas",
+        output: str,
+        limit: int | None,
+        max_memory: Any,
     ) -> None:
         error: BaseException | None = None
         index = 0
         frame = None
+        truncated = False
         status = ""
         try:
             for index, item in enumerate(bound):  # noqa: B007 (index is used after the loop)
                 if job._cancel_requested:
                     raise _CancelledBeforeStart
-                result = run(conn, item.sql, item.params, output=output)
+                result = run(
+                    conn, item.sql, item.params, limit=limit, output=output, max_memory=max_memory
+                )
                 status = result.status
                 if result.frame is not None:
                     frame = result.frame
+                    truncated = result.truncated
         except BaseException as exc:
             error = exc
         left_open = self._give_back(job, borrow, conn, error)
@@ -295,6 +315,7 @@ class JobTable:
         job.status = status
         if frame is not None:
             job.rows, job.columns = frame.shape
+            job.truncated = truncated
         if left_open:
             job.warnings = [
                 *job.warnings,
@@ -320,6 +341,8 @@ class JobTable:
             state = JobState.FAILED
             if isinstance(error, psycopg.Error):
                 job.error_lines = error_lines(error, bound, index, line_offset)
+            elif isinstance(error, ResultTooLarge):
+                job.error_lines = [too_large_line(error)]
             elif isinstance(error, UnicodeEncodeError):  # a parameter psycopg cannot encode
                 job.error_lines = [f"ERROR:  {unencodable(error, bound[index].params)}"]
             else:

@@ -205,6 +205,38 @@ def test_a_failed_job_keeps_its_error_and_wait_raises_it(ip: Shell) -> None:
     assert job(ip, 1).state is JobState.FAILED
 
 
+def test_a_job_keeps_the_row_limit_and_says_it_cut_the_result(ip: Shell) -> None:
+    """Jobs used to ignore --limit and row_limit (the README said they kept them)."""
+    ip.ok("%sql --background --limit 3 lpm_cut << SELECT g FROM generate_series(1, 10) g")
+    done = ip.ok("%sql --wait 1")
+    assert "lpm_cut = 3 rows × 1 column (the first rows only: the result has more;" in done.out
+    assert ip.user_ns["lpm_cut"]["g"].tolist() == [1, 2, 3]
+    ip.ok("%config LunepoolMagic.row_limit = 2")
+    ip.ok("%sql --background --output arrow lpm_arrow << SELECT g FROM generate_series(1, 10) g")
+    assert "lpm_arrow = 2 rows × 1 column (the first rows only" in ip.ok("%sql --wait 2").out
+    assert ip.user_ns["lpm_arrow"].column("g").to_pylist() == [1, 2]
+    ip.ok("%sql --background lpm_all << SELECT g FROM generate_series(1, 2) g")
+    whole = ip.ok("%sql --wait 3")
+    assert "lpm_all = 2 rows × 1 column" in whole.out and "first rows only" not in whole.out
+
+
+def test_a_job_past_the_memory_budget_fails_in_one_line_and_keeps_nothing(ip: Shell) -> None:
+    """Jobs used to fetch without max_result_memory: a huge background result could
+    take the kernel down with it."""
+    ip.ok("%config LunepoolMagic.max_result_memory = '30 MB'")
+    big = "SELECT g, repeat('x', 500) AS t FROM generate_series(1, 2000000) AS g"
+    ip.ok(f"%sql --background lpm_big << {big}")
+    failed = ip.fail("%sql --wait 1")
+    assert "[1] failed after" in failed.text and "(lpm_big not set)" in failed.text
+    assert "ERROR:  the result passed max_result_memory (30.0 MB) at " in failed.text
+    assert "Traceback" not in failed.text
+    assert "lpm_big" not in ip.user_ns
+    assert job(ip, 1).state is JobState.FAILED and job(ip, 1).traceback == ""
+    ip.ok("%sql --background lpm_after << SELECT 1 AS one")  # the job pool's connection works
+    ip.ok("%sql --wait 2")
+    assert ip.user_ns["lpm_after"]["one"].tolist() == [1]
+
+
 def test_the_thread_prints_the_notice_when_nobody_waits(ip: Shell, gate: Gate) -> None:
     ip.ok(f"%%sql --background lpm_note <<\nSELECT {gate.sql}")
     ip.ok(f"%%sql --background\nSELECT {gate.sql};\nSELECT * FROM lpm_no_such_table")
