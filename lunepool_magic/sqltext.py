@@ -58,9 +58,15 @@ __all__ = [
 
 # PostgreSQL treats every non-ASCII character as a letter in identifiers
 # (scan.l: ident_start = [A-Za-z\200-\377_] over UTF-8 bytes); after the first
-# character, digits and `$` are allowed too.
-_IDENT_START = "A-Za-z_\x80-\U0010ffff"
-_IDENT_CONT = _IDENT_START + "0-9$"
+# character, digits and `$` are allowed too. The classes are written as the
+# ASCII characters they exclude: the same sets, but a class spelled with the
+# range up to U+10FFFF takes the re module milliseconds to compile, and these
+# compile when %load_ext imports this module.
+_ASCII_LETTERS_OUT = "\x5b-\x5e\x60\x7b-\x7f"  # [ \ ] ^ ` { | } ~ DEL
+_IDENT_START = f"[^\x00-\x40{_ASCII_LETTERS_OUT}]"  # letters, _, non-ASCII
+_IDENT_CONT = f"[^\x00-\x23\x25-\x2f\x3a-\x40{_ASCII_LETTERS_OUT}]"  # also digits, $
+_DOLLAR_TAG_CONT = f"[^\x00-\x2f\x3a-\x40{_ASCII_LETTERS_OUT}]"  # start, digits
+_IDENT_START_OR_DOLLAR = f"[^\x00-\x23\x25-\x40{_ASCII_LETTERS_OUT}]"
 _ASCII_IDENT_CONT = frozenset(string.ascii_letters + string.digits + "_$")
 
 # The server's whitespace. Not Python's \s: U+00A0 and friends are identifier
@@ -83,10 +89,10 @@ _REGION_RE = re.compile(
             r'"[^"]*"(?:"[^"]*")*',  # quoted identifier
             r"--[^\n\r]*",  # line comment
             r"/\*",  # block comment: nesting is counted below
-            rf"e(?<![{_IDENT_CONT}]e)'",  # escape string
-            rf"E(?<![{_IDENT_CONT}]E)'",
+            rf"e(?<!{_IDENT_CONT}e)'",  # escape string
+            rf"E(?<!{_IDENT_CONT}E)'",
             # dollar-quote opener (after digits, _dollar_ends_identifier decides)
-            rf"\$(?<![{_IDENT_START}$]\$)(?:[{_IDENT_START}][{_IDENT_START}0-9]*)?\$",
+            rf"\$(?<!{_IDENT_START_OR_DOLLAR}\$)(?:{_IDENT_START}{_DOLLAR_TAG_CONT}*)?\$",
             "'",  # a quote the first two alternatives could not close
             '"',
         ]
@@ -286,7 +292,7 @@ _GAP = rf"(?:[{_WS}]|--[^\n\r]*[\n\r]|/\*(?:[^*/]|\*(?!/)|/(?!\*))*\*/)"
 # only, like the server does for keywords.
 _ROUTINE_HEAD_RE = re.compile(
     rf"{_GAP}*(?ai:create){_GAP}+(?:(?ai:or){_GAP}+(?ai:replace){_GAP}+)?"
-    rf"(?ai:function|procedure)(?![{_IDENT_CONT}])"
+    rf"(?ai:function|procedure)(?!{_IDENT_CONT})"
 )
 
 # Blanks and comments that close the line a `;` ends: they belong with the
@@ -297,7 +303,7 @@ _SAME_LINE_TAIL_RE = re.compile(
 )
 
 # Tokens of a routine's code: words and numbers whole, any other character alone.
-_ROUTINE_TOKEN_RE = re.compile(rf"[{_IDENT_CONT}]+|[^{_WS}]")
+_ROUTINE_TOKEN_RE = re.compile(rf"{_IDENT_CONT}+|[^{_WS}]")
 
 
 def split_statements(text: str) -> list[Statement]:
