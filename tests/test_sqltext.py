@@ -926,3 +926,29 @@ def test_leading_keyword_skips_blanks_comments_and_parentheses(
 ) -> None:
     # The fast path's "is this a query?" uses it: one set of comment rules.
     assert leading_keyword(text) == keyword
+
+
+def test_identifier_classes_are_the_servers_sets() -> None:
+    """The classes are spelled by the ASCII they exclude (fast to compile): they must
+    still be scan.l's sets: ASCII letters and _, every non-ASCII character; then digits
+    and $ after the first character (a dollar-quote tag takes digits, not $)."""
+    import re
+    import string
+
+    from lunepool_magic import sqltext
+
+    start = set(string.ascii_letters + "_")
+    expected = {
+        sqltext._IDENT_START: start,
+        sqltext._IDENT_CONT: start | set(string.digits + "$"),
+        sqltext._DOLLAR_TAG_CONT: start | set(string.digits),
+        sqltext._IDENT_START_OR_DOLLAR: start | {"$"},
+    }
+    beyond = ["\x80", "\xa0", "\xff", "\u2028", "\ud800", "\uffff", "\U00010000", "\U0010ffff"]
+    for pattern, ascii_members in expected.items():
+        compiled = re.compile(pattern)
+        for char in [chr(c) for c in range(128)] + beyond:
+            assert bool(compiled.fullmatch(char)) == (char in ascii_members or char >= "\x80"), (
+                pattern,
+                char,
+            )
