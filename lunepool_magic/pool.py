@@ -91,7 +91,7 @@ class PoolStats:
     broken: int
     """Resources discarded as unusable: marked broken, failed check or reset."""
     retired: int
-    """Resources destroyed for age (max_lifetime) or idleness (max_idle)."""
+    """Resources destroyed for age (max_lifetime), idleness (max_idle) or retire()."""
 
 
 class _Entry(Generic[R]):
@@ -494,7 +494,9 @@ class Pool(Generic[R]):
 
     # -------------------------------------------------------------- returning
 
-    def _release(self, entry: _Entry[R], error: BaseException | None, discard: bool) -> None:
+    def _release(
+        self, entry: _Entry[R], error: BaseException | None, discard: bool, retire: bool = False
+    ) -> None:
         """Take a lent resource back: reset it, keep it or destroy it."""
         if entry.generation != self._generation:
             return  # lent before a fork, in the parent: not ours to keep or destroy
@@ -505,6 +507,9 @@ class Pool(Generic[R]):
             except Exception:
                 logger.warning("pool %r: discard_on raised; destroying", self.name, exc_info=True)
                 discard = True
+        if not discard and retire:
+            self._destroy_and_free(entry, retired=True)  # closed on purpose: no reset first
+            return
         if not discard and self._reset is not None and not self._closed:
             try:
                 self._reset(entry.resource)
@@ -567,7 +572,9 @@ class Pool(Generic[R]):
         except Exception:
             logger.warning("pool %r: destroying a resource failed", self.name, exc_info=True)
 
-    def _destroy_and_free(self, entry: _Entry[R], *, broken: bool = False) -> None:
+    def _destroy_and_free(
+        self, entry: _Entry[R], *, broken: bool = False, retired: bool = False
+    ) -> None:
         """Destroy an entry (no lock held), then free its slot."""
         try:
             self._call_destroy(entry)
@@ -576,6 +583,8 @@ class Pool(Generic[R]):
                 self._destroyed += 1
                 if broken:
                     self._broken += 1
+                elif retired:
+                    self._retired += 1
                 self._pass_slot_locked()
 
     def _destroy_keeping_slot(self, entry: _Entry[R], *, broken: bool) -> None:
@@ -625,13 +634,14 @@ class Borrow(Generic[R]):
     so nothing can be lost between acquiring and entering the ``with`` block.
     """
 
-    __slots__ = ("_discard", "_entry", "_pool", "_timeout")
+    __slots__ = ("_discard", "_entry", "_pool", "_retire", "_timeout")
 
     def __init__(self, pool: Pool[R], timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
         self._entry: _Entry[R] | None = None
         self._discard = False
+        self._retire = False
 
     def __enter__(self) -> R:
         if self._entry is not None:
@@ -643,6 +653,11 @@ class Borrow(Generic[R]):
         """Mark the resource broken: it is destroyed on return, never lent again."""
         self._discard = True
 
+    def retire(self) -> None:
+        """Destroy the resource on return, counted as retired, not broken: the
+        holder is done with a healthy one (e.g. closing idle connections early)."""
+        self._retire = True
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -651,4 +666,4 @@ class Borrow(Generic[R]):
     ) -> None:
         entry, self._entry = self._entry, None
         if entry is not None:
-            self._pool._release(entry, exc, self._discard)
+            self._pool._release(entry, exc, self._discard, self._retire)

@@ -345,7 +345,7 @@ class Connections:
                     s.requests,
                     s.waits,
                     s.timeouts,
-                    s.broken - session.released_total,
+                    s.broken,
                     session.released_total,
                     "pgbouncer" if session.pgbouncer else "",
                     session.keeps(),

@@ -186,10 +186,11 @@ def release_pool(pool: PostgresPool, *, check: bool, custom: Iterable[str] = ())
     try:
         for borrow, conn in taken:
             reason = _keep_reason(conn, custom) if check else None
-            if reason is None or reason is _LOST:
+            if reason is None:
+                borrow.retire()  # healthy, closed on purpose: not counted as broken
+                result.closed.append(conn)
+            elif reason is _LOST:
                 borrow.discard()
-                if reason is None:
-                    result.closed.append(conn)
             else:
                 result.kept.append(reason)
     finally:

@@ -120,10 +120,7 @@ class Session:
         self.idle_since = self.idle.clock()  # when the last cell ended (or the session began)
         self.released_for: float | None = None  # idle_since of the last release pass
         self.kept: list[str] = []  # why the last release pass kept connections open
-        # Connections of `pool` the idle release closed. The generic pool counts
-        # them as broken (Borrow.discard is its only way to close one on
-        # demand); the listing takes them off again.
-        self.released_total = 0
+        self.released_total = 0  # connections of `pool` the idle release closed
         self.custom_settings: set[str] = set()  # `SET app.x` names the cells used, for the check
         self.pinned_since: float | None = None  # when the pinned transaction began
         self._pinned_warned: float | None = None

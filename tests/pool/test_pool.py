@@ -494,6 +494,32 @@ def test_discarded_resource_is_destroyed_never_lent_again(make_pool, factory) ->
     assert pool.stats().broken == 1
 
 
+def test_retired_resource_is_destroyed_without_reset_and_not_counted_broken(make_pool) -> None:
+    """retire(): closing a healthy resource on purpose (the notebook's idle release
+    used discard(), and every connection it closed showed as broken)."""
+    resets: list[Resource] = []
+    pool = make_pool(max_size=1, reset=resets.append)
+    with (b := pool.borrow()) as first:
+        b.retire()
+    assert first.destroyed == 1 and resets == []
+    with pool.borrow() as second:  # the slot was freed
+        assert second is not first
+    stats = pool.stats()
+    assert (stats.broken, stats.retired, stats.destroyed) == (0, 1, 1)
+
+
+def test_a_retired_resource_that_failed_counts_as_broken(make_pool) -> None:
+    pool = make_pool(max_size=1, discard_on=lambda exc: isinstance(exc, ConnectionError))
+    with pytest.raises(ConnectionError), (b := pool.borrow()):
+        b.retire()
+        raise ConnectionError("broken while held")
+    with (b := pool.borrow()):
+        b.retire()
+        b.discard()
+    stats = pool.stats()
+    assert (stats.broken, stats.retired) == (2, 0)
+
+
 def test_discard_on_decides_from_the_exception(make_pool, factory) -> None:
     pool = make_pool(max_size=1, discard_on=lambda exc: isinstance(exc, ConnectionError))
     with pytest.raises(ValueError), pool.borrow():
