@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -208,6 +209,42 @@ def test_interrupt_cancels_the_query_and_the_next_cell_works(
     assert stats.in_use == 0 and stats.broken == 0
     assert ip.backend_pid() == pid  # the same, clean connection
     assert ip.scalar("%sql SELECT 3") == 3
+
+
+def test_interrupt_when_the_cancel_request_gets_no_answer_closes_the_connection(
+    ip: Shell, pg_admin: psycopg.Connection, tcp_proxy: Any
+) -> None:
+    """A dead path to the server (the proxy accepts the cancel request's connection
+    and forwards nothing): after libpq.CANCEL_TIMEOUT the cell gives up, closes the
+    connection and says the query may still run; the kernel is free and the next
+    cell connects anew."""
+    ip.ok(f"%sql {tcp_proxy.url}")
+    ip.ok("%sql SELECT 1")
+
+    def stalled_and_running() -> bool:
+        if not active_queries(pg_admin, "%pg_sleep(35)%"):
+            return False
+        tcp_proxy.stall()  # new connections, such as the cancel request's, hang
+        return True
+
+    try:
+        with interrupt_main_after(stalled_and_running):
+            run = ip.fail("%sql SELECT pg_sleep(35)")
+    finally:
+        tcp_proxy.accept()
+    assert isinstance(run.error, QueryCancelled)
+    lines = run.out.strip().splitlines()
+    assert lines[0] == (
+        "Interrupted: the server did not answer the cancel request, so the connection "
+        "was closed; the query may still be running there until the server notices "
+        "(SELECT pg_cancel_backend(pid) from another session stops it)."
+    )
+    assert "Traceback" not in run.text
+    stats = ip.session().pool.stats()
+    assert (stats.size, stats.in_use, stats.broken) == (0, 0, 1)
+    for pid, _ in active_queries(pg_admin, "%pg_sleep(35)%"):
+        pg_admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    assert ip.scalar("%sql SELECT 5") == 5
 
 
 def test_interrupt_in_a_multi_statement_cell_says_where(
