@@ -107,7 +107,7 @@ class Session:
         self.alias = alias
         self.source = source
         self.conninfo = conninfo  # as given; may hold a password: never shown
-        self._password = password  # for the background pool only; never shown
+        self._password = password  # for the pools (see _make_pool); never shown
         self._max_connections = max_connections
         self._acquire_timeout = acquire_timeout
         self._notices: list[str] = []  # server notices of the running cell
@@ -125,18 +125,7 @@ class Session:
         self.pinned_since: float | None = None  # when the pinned transaction began
         self._pinned_warned: float | None = None
         self.connect_notes: list[str] = []  # what connect() found out (a pooler, pooler mode)
-        self.pool: PostgresPool = create_pool(
-            conninfo,
-            password=password,
-            max_connections=max_connections,
-            acquire_timeout=acquire_timeout,
-            max_lifetime=None,
-            max_idle=None,
-            pgbouncer=pgbouncer,
-            application_name=APPLICATION_NAME,
-            name=alias,
-            configure=self._configure,
-        )
+        self.pool: PostgresPool = self._make_pool(alias, self._configure)
         self._background: PostgresPool | None = None
         self._pinned: Borrow[Any] | None = None
         self._pinned_conn: psycopg.Connection[Any] | None = None
@@ -189,19 +178,26 @@ class Session:
         if self._background is None:
             if self.pool.closed:
                 raise PoolClosed(f"connection {self.alias!r} is closed")
-            self._background = create_pool(
-                self.conninfo,
-                password=self._password,
-                max_connections=self._max_connections,
-                acquire_timeout=self._acquire_timeout,
-                max_lifetime=None,
-                max_idle=None,
-                pgbouncer=self.pgbouncer,
-                application_name=APPLICATION_NAME,
-                name=f"{self.alias} (background)",
-                configure=_configure_background,
-            )
+            self._background = self._make_pool(f"{self.alias} (background)", _configure_background)
         return self._background
+
+    def _make_pool(
+        self, name: str, configure: Callable[[psycopg.Connection[Any]], None]
+    ) -> PostgresPool:
+        """A pool of this connection: the cells' or the background jobs' (same target and
+        limits; connections live until closed: the idle release decides, not a timer)."""
+        return create_pool(
+            self.conninfo,
+            password=self._password,
+            max_connections=self._max_connections,
+            acquire_timeout=self._acquire_timeout,
+            max_lifetime=None,
+            max_idle=None,
+            pgbouncer=self.pgbouncer,
+            application_name=APPLICATION_NAME,
+            name=name,
+            configure=configure,
+        )
 
     def close(self) -> bool:
         """Return a pinned connection (its transaction is rolled back) and close the pools.
