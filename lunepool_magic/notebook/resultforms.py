@@ -229,23 +229,25 @@ class FormCheck(ast.NodeTransformer):
                 and (self._has_magic or len(self.registry) > 0)
             )
             if due:
-                for line in self.notes(node):
+                for form, line in self.notes(node):
                     self.write(line)
+                    self.shown.add(form)
         except Exception:
             pass  # fail open: a note is never worth stopping the user's cell
         finally:
             self._may_hold_form = self._has_magic = True
         return node
 
-    def notes(self, tree: ast.AST) -> list[str]:
-        """The lines due for ``tree`` (a parsed cell), each form marked as shown."""
+    def notes(self, tree: ast.AST) -> list[tuple[str, str]]:
+        """The (form, line) pairs due for ``tree`` (a parsed cell): one per form not yet shown."""
         uses, results = self._scan(tree)
         if not uses:
             return []
         namespace = self.namespace()
-        lines = []
+        lines: list[tuple[str, str]] = []
+        due = set(FORMS) - self.shown
         for use in sorted(uses, key=lambda u: (u.line, u.column)):
-            if use.form in self.shown:
+            if use.form not in due:
                 continue
             value = None
             if use.name in results:
@@ -257,8 +259,8 @@ class FormCheck(ast.NodeTransformer):
                 continue
             line = note_for(use, kind, value)
             if line is not None:
-                lines.append(line)
-                self.shown.add(use.form)
+                lines.append((use.form, line))
+                due.discard(use.form)
         return lines
 
     def _scan(self, tree: ast.AST) -> tuple[list[Use], dict[str, str]]:
@@ -280,10 +282,10 @@ class FormCheck(ast.NodeTransformer):
                     self._magic_out(node, results)
             elif isinstance(node, (ast.For, ast.AsyncFor)):
                 if isinstance(node.iter, ast.Name):
-                    uses.append(_use("iterate", node.iter, node, ast.unparse(node.target)))
+                    uses.append(_use("iterate", node.iter, node, _target(node.target)))
             elif isinstance(node, ast.comprehension):
                 if isinstance(node.iter, ast.Name):
-                    uses.append(_use("iterate", node.iter, node.iter, ast.unparse(node.target)))
+                    uses.append(_use("iterate", node.iter, node.iter, _target(node.target)))
             elif isinstance(node, ast.Attribute):
                 if (
                     node.attr == "keys"
@@ -342,6 +344,13 @@ class FormCheck(ast.NodeTransformer):
             return
         if opts.out is not None:
             results[opts.out] = self._output(opts)
+
+
+def _target(node: ast.expr) -> str:
+    """A loop target as written: ``a, b`` rather than ast.unparse's ``(a, b)``."""
+    if isinstance(node, ast.Tuple) and node.elts:
+        return ", ".join(ast.unparse(element) for element in node.elts)
+    return ast.unparse(node)
 
 
 def _use(form: str, name: ast.Name, where: Any, target: str = "") -> Use:
