@@ -351,9 +351,10 @@ def load(shell: InteractiveShell, sql: LunepoolMagic) -> str | None:
         if getattr(method, "__self__", None) is sql
     )
     sql.results = ResultRegistry()
-    check = FormCheck(sql.results, lambda: shell.user_ns, ours, lambda: sql.output)
-    shell.input_transformers_post.append(check.scan_text)
-    shell.ast_transformers.append(check)
+    check = FormCheck(
+        sql.results, lambda: shell.user_ns, ours, lambda: sql.output, lambda: shell.ast_transformers
+    )
+    shell.input_transformers_post.append(check.scan_text)  # adds the AST check when due
     finder = MissingJupySQL()
     sys.meta_path.append(finder)  # last: a real `sql` package is always found first
     sql._jupysql = _Installed(magics, settings, handles_key_errors, check, finder)  # type: ignore[attr-defined]
@@ -388,8 +389,7 @@ def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
     if registered.handles_key_errors and shell.custom_exceptions == (KeyError,):
         shell.set_custom_exc((), None)
     check = registered.check
-    with contextlib.suppress(ValueError):
-        shell.ast_transformers.remove(check)
+    check.remove()
     with contextlib.suppress(ValueError):
         shell.input_transformers_post.remove(check.scan_text)
     with contextlib.suppress(ValueError):

@@ -12,15 +12,16 @@ then the cell runs as written.
 
 * :class:`ResultRegistry`: the results the magic handed out, by identity and
   weakly (it never keeps one alive).
-* :class:`FormCheck`: the check, as an IPython input transformer (a cheap
-  look at the text, so most cells are never walked) and an AST transformer
-  (one walk), installed by :mod:`lunepool_magic.magic_jupysql`. It never
-  raises: IPython drops a transformer that does.
+* :class:`FormCheck`: the check, as an IPython input transformer (a look at
+  the text, so a cell that names no live result is never walked) and an AST
+  transformer (one walk), installed by :mod:`lunepool_magic.magic_jupysql`.
+  It never raises: IPython drops a transformer that does.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 import sys
 import weakref
@@ -35,8 +36,13 @@ __all__ = ["FORMS", "FormCheck", "ResultRegistry", "Use", "kind_of", "note_for"]
 #: The forms, by the key that makes each note once per kernel.
 FORMS = ("iterate", "plot", "keys")
 
-# A cell whose text has none of these cannot hold a form: it is not walked.
-_FORM_WORDS = re.compile(r"\bfor\b|\.\s*(?:plot|keys)\b")
+# Where a form could be, read from the text: `in NAME` ending the iterable (loops,
+# comprehensions), `NAME.plot(`, `NAME.keys` without a call. A cell where none is on a
+# live result, for a note still due, is not walked. Each pattern starts with a literal,
+# so the scan stays fast on a big cell.
+_IN_NAME = re.compile(r"in\s+([^\W\d]\w*)\s*(?=[:)\]},]|if\b|for\b|async\b|$)", re.MULTILINE)
+_ATTRIBUTE = re.compile(r"\.\s*(?:(plot)\s*\(|(keys)\b(?!\s*\())")
+_NAME_BEFORE = re.compile(r"([^\W\d]\w*)\s*$")
 _MAGIC_CALL = "run_line_magic("
 # pandas' DataFrame.plot arguments that say the pandas meaning is intended.
 _PANDAS_PLOT_KEYWORDS = frozenset({"x", "y", "kind"})
@@ -189,7 +195,15 @@ class FormCheck(ast.NodeTransformer):
 
     ``namespace`` gives the user's namespace; ``magic_names`` are the line
     magics that are ours (``sql``, ``lunesql``); ``default_output`` is the
-    output a ``%sql`` line without ``--output`` gives.
+    output a ``%sql`` line without ``--output`` gives; ``transformers`` is
+    the shell's list of AST transformers.
+
+    :meth:`scan_text` (an input transformer, run on every cell) reads the
+    text and puts this check into ``transformers`` only for a cell that
+    names a live result where a form could be, or has a ``%sql`` line, and
+    takes it out otherwise: IPython walks every cell's tree again
+    (fix_missing_locations) while any AST transformer is registered, which
+    would cost more than the check itself.
     """
 
     def __init__(
@@ -198,44 +212,61 @@ class FormCheck(ast.NodeTransformer):
         namespace: Callable[[], Mapping[str, Any]],
         magic_names: Iterable[str],
         default_output: Callable[[], str],
+        transformers: Callable[[], list[Any]],
         write: Callable[[str], None] = _to_stderr,
     ) -> None:
         self.registry = registry
         self.namespace = namespace
         self.magic_names = frozenset(magic_names)
         self.default_output = default_output
+        self.transformers = transformers
         self.write = write
         self.shown: set[str] = set()
-        # What the text of the cell about to be parsed holds; True until a text is seen.
-        self._may_hold_form = True
-        self._has_magic = True
 
     def scan_text(self, lines: list[str]) -> list[str]:
-        """IPython input transformer: note what the cell's text may hold; the lines unchanged."""
+        """IPython input transformer: whether this cell's tree is to be checked; lines unchanged."""
+        # An input transformer that raises fails the user's cell: fail open instead.
         try:
-            text = "".join(lines)
-            self._may_hold_form = _FORM_WORDS.search(text) is not None
-            self._has_magic = _MAGIC_CALL in text
+            due = self.due("".join(lines))
         except Exception:
-            self._may_hold_form = self._has_magic = True
+            due = False
+        with contextlib.suppress(Exception):
+            self._place(due)
         return lines
+
+    def due(self, text: str) -> bool:
+        """Whether the cell ``text`` (IPython's transformed text) may hold a form to note."""
+        if len(self.shown) == len(FORMS):
+            return False
+        names = {name for form, name in _candidates(text) if form not in self.shown}
+        if not names:
+            return False
+        if _MAGIC_CALL in text:
+            return True  # `result = %sql ...` in this very cell
+        if not len(self.registry):
+            return False
+        namespace = self.namespace()
+        return any(self.registry.holds(namespace.get(name)) for name in names)
+
+    def _place(self, due: bool) -> None:
+        transformers = self.transformers()
+        if due and self not in transformers:
+            transformers.append(self)
+        elif not due and self in transformers:
+            transformers.remove(self)
+
+    def remove(self) -> None:
+        """Take the check out of the shell's AST transformers (on unload)."""
+        self._place(False)
 
     def visit(self, node: Any) -> Any:
         """IPython AST transformer: print the notes due for this cell; return ``node`` as it is."""
         try:
-            due = (
-                len(self.shown) < len(FORMS)
-                and self._may_hold_form
-                and (self._has_magic or len(self.registry) > 0)
-            )
-            if due:
-                for form, line in self.notes(node):
-                    self.write(line)
-                    self.shown.add(form)
+            for form, line in self.notes(node):
+                self.write(line)
+                self.shown.add(form)
         except Exception:
             pass  # fail open: a note is never worth stopping the user's cell
-        finally:
-            self._may_hold_form = self._has_magic = True
         return node
 
     def notes(self, tree: ast.AST) -> list[tuple[str, str]]:
@@ -344,6 +375,21 @@ class FormCheck(ast.NodeTransformer):
             return
         if opts.out is not None:
             results[opts.out] = self._output(opts)
+
+
+def _candidates(text: str) -> set[tuple[str, str]]:
+    """(form, name) for each place in ``text`` that looks like a form (the AST decides)."""
+    found = {
+        ("iterate", m.group(1))
+        for m in _IN_NAME.finditer(text)
+        if m.start() == 0 or not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")
+    }
+    if ".plot" in text or ".keys" in text or re.search(r"\.\s", text):
+        for m in _ATTRIBUTE.finditer(text):
+            before = _NAME_BEFORE.search(text, max(0, m.start() - 200), m.start())
+            if before:
+                found.add(("plot" if m.group(1) else "keys", before.group(1)))
+    return found
 
 
 def _target(node: ast.expr) -> str:

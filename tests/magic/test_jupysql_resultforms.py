@@ -246,19 +246,27 @@ def test_results_handed_out_by_the_magic_are_remembered_and_released(ip: Shell) 
 # ------------------------------------------------------------------ cost and failing open
 
 
-def test_a_cell_without_sql_is_not_walked_while_no_result_is_alive(ip: Shell) -> None:
+def test_a_cell_is_walked_only_when_it_names_a_live_result_or_has_a_sql_line(ip: Shell) -> None:
     check = _check(ip)
     walked = []
     scan = check._scan
     check._scan = lambda tree: walked.append(tree) or scan(tree)  # type: ignore[method-assign]
     ip.ok("total = 0\nfor i in range(3):\n    total += i")
+    ip.ok("x = 1")
     assert walked == []
-    ip.ok("x = 1")  # no form word at all: not walked either
-    assert walked == []
+    assert check not in ip.shell.ast_transformers  # IPython re-walks trees while any is there
     ip.ok("result = %sql SELECT 1 AS a\nfor row in result: pass")
     assert len(walked) == 1
-    ip.ok("for i in range(3): pass")  # a result is alive now
+    ip.ok("for i in range(3): pass\nother = {}.keys")  # a result is alive, but not named
+    assert len(walked) == 1
+    assert check not in ip.shell.ast_transformers
+    ip.ok("k = result.keys")
     assert len(walked) == 2
+    ip.ok("rows = [r for r in result]\nk = result.keys\np = result.plot")
+    assert len(walked) == 2  # those two notes are shown; an uncalled .plot is pandas'
+    ip.ok("# result.plot() in a comment\nx = 1")  # plot's note is due: the AST decides
+    assert len(walked) == 3
+    assert check.shown == {"iterate", "keys"}
 
 
 def test_a_failing_check_never_breaks_the_cell_and_stays_installed(ip: Shell) -> None:
@@ -267,13 +275,27 @@ def test_a_failing_check_never_breaks_the_cell_and_stays_installed(ip: Shell) ->
     def broken(line: str) -> None:
         raise RuntimeError("stderr is gone")
 
-    check.write = broken  # type: ignore[method-assign]
+    write, check.write = check.write, broken  # type: ignore[method-assign]
     ip.ok("result = %sql SELECT 1 AS a")
     run = ip.ok("seen = [row for row in result]")
     assert ip.user_ns["seen"] == ["a"]
-    assert "threw an error" not in run.text
+    assert "threw an error" not in run.text  # IPython's line when it drops a transformer
     assert check in ip.shell.ast_transformers
     assert check.shown == set()  # nothing was shown, so the note is still due
+    check.write = write  # type: ignore[method-assign]
+    assert _notes(ip.ok("seen = [row for row in result]").err) == [ITERATE_NOTE]
+
+
+def test_a_failing_text_scan_never_breaks_the_cell(ip: Shell) -> None:
+    check = _check(ip)
+
+    def broken() -> Any:
+        raise RuntimeError("no namespace")
+
+    check.namespace = broken  # type: ignore[method-assign]
+    ip.ok("result = %sql SELECT 1 AS a")
+    ip.ok("for row in result: pass")  # an input transformer that raised would fail this cell
+    assert check.scan_text in ip.shell.input_transformers_post
 
 
 def test_a_tree_the_check_cannot_handle_comes_back_unchanged() -> None:
@@ -284,7 +306,7 @@ def test_a_tree_the_check_cannot_handle_comes_back_unchanged() -> None:
     def namespace() -> dict[str, Any]:
         raise RuntimeError("no namespace")
 
-    check = FormCheck(registry, namespace, ("sql",), lambda: "pandas", lambda line: None)
+    check = FormCheck(registry, namespace, ("sql",), lambda: "pandas", list, lambda line: None)
     odd = ast.Module(body=[object()], type_ignores=[])  # type: ignore[list-item]
     assert check.visit(odd) is odd
     tree = ast.parse("for row in result: pass")
@@ -375,6 +397,8 @@ def test_unload_puts_the_transformer_lists_back_as_they_were(ip: Shell) -> None:
     before = (list(ip.shell.ast_transformers), list(ip.shell.input_transformers_post))
     meta_path = list(sys.meta_path)
     ip.ok("%load_ext lunepool_magic")
+    assert list(ip.shell.ast_transformers) == before[0]  # added only for a cell to check
+    ip.ok("result = %sql SELECT 1 AS a\nfor row in result: pass")
     assert len(ip.shell.ast_transformers) == len(before[0]) + 1
     ip.ok("%unload_ext lunepool_magic")
     assert (list(ip.shell.ast_transformers), list(ip.shell.input_transformers_post)) == before
