@@ -43,7 +43,6 @@ FORMS = ("iterate", "plot", "keys")
 _IN_NAME = re.compile(r"in\s+([^\W\d]\w*)\s*(?=[:)\]},]|if\b|for\b|async\b|$)", re.MULTILINE)
 _ATTRIBUTE = re.compile(r"\.\s*(?:(plot)\s*\(|(keys)\b(?!\s*\())")
 _NAME_BEFORE = re.compile(r"([^\W\d]\w*)\s*$")
-_MAGIC_CALL = "run_line_magic("
 # pandas' DataFrame.plot arguments that say the pandas meaning is intended.
 _PANDAS_PLOT_KEYWORDS = frozenset({"x", "y", "kind"})
 
@@ -218,6 +217,8 @@ class FormCheck(ast.NodeTransformer):
         self.registry = registry
         self.namespace = namespace
         self.magic_names = frozenset(magic_names)
+        # How IPython writes `%sql ...` in the transformed text.
+        self._magic_calls = tuple(f"run_line_magic({name!r}" for name in sorted(self.magic_names))
         self.default_output = default_output
         self.transformers = transformers
         self.write = write
@@ -241,7 +242,7 @@ class FormCheck(ast.NodeTransformer):
         names = {name for form, name in _candidates(text) if form not in self.shown}
         if not names:
             return False
-        if _MAGIC_CALL in text:
+        if any(call in text for call in self._magic_calls):
             return True  # `result = %sql ...` in this very cell
         if not len(self.registry):
             return False

@@ -252,7 +252,7 @@ def test_a_cell_is_walked_only_when_it_names_a_live_result_or_has_a_sql_line(ip:
     scan = check._scan
     check._scan = lambda tree: walked.append(tree) or scan(tree)  # type: ignore[method-assign]
     ip.ok("total = 0\nfor i in range(3):\n    total += i")
-    ip.ok("x = 1")
+    ip.ok("values = [1]\n%config LunepoolMagic.row_limit\nfor i in values: pass")  # not %sql
     assert walked == []
     assert check not in ip.shell.ast_transformers  # IPython re-walks trees while any is there
     ip.ok("result = %sql SELECT 1 AS a\nfor row in result: pass")
