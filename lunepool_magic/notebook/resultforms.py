@@ -186,7 +186,8 @@ def note_for(use: Use, kind: str, value: Any = None) -> str | None:
 
 
 def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    # Flushed: in a kernel the note then arrives before anything the cell prints.
+    print(line, file=sys.stderr, flush=True)
 
 
 class FormCheck(ast.NodeTransformer):

@@ -415,6 +415,8 @@ def test_the_notes_and_the_import_line_in_a_kernel(kernel: Any) -> None:
     reply = kernel.ok("for row in result:\n    print(row)")
     assert reply.stream("stderr") == ITERATE_NOTE + "\n"
     assert reply.stream("stdout") == "a\nb\n"
+    streams = [o["content"]["name"] for o in reply.outputs if o["msg_type"] == "stream"]
+    assert streams[0] == "stderr"  # the note comes before what the cell prints
     reply = kernel.ok("k = result.keys")
     assert reply.stream("stderr") == KEYS_NOTE + "\n"
     reply = kernel.run("from sql import plot")
