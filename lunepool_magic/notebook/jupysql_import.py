@@ -9,7 +9,8 @@ finder that :mod:`lunepool_magic.magic_jupysql` appends at the end of
 real ``sql`` package was found. It raises ModuleNotFoundError (``name`` is
 ``"sql"``, so ``except ImportError`` works as before) whose message says what
 to write for the module the import statement names, and which IPython shows
-as that one line.
+as that one line. A probe, ``importlib.util.find_spec("sql")``, still gets
+None.
 """
 
 from __future__ import annotations
@@ -58,16 +59,22 @@ def message_for(statement: str | None) -> str:
     return _PREFIX + INSTEAD.get(sub or "", _ANY)
 
 
-def _importing_line() -> str | None:
-    """The source line of the frame that runs the import (IPython keeps cells in linecache)."""
+def _importer() -> tuple[bool, str | None]:
+    """Whether importlib.util.find_spec asks (a probe), and the line that imports.
+
+    The line is the importing frame's (IPython keeps cells in linecache).
+    """
     frame: Any = sys._getframe(2)
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
-        ("importlib", "_frozen_importlib")
-    ):
+    probe = False
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith(("importlib", "_frozen_importlib")):
+            break
+        probe = probe or (module == "importlib.util" and frame.f_code.co_name == "find_spec")
         frame = frame.f_back
     if frame is None:
-        return None
-    return linecache.getline(frame.f_code.co_filename, frame.f_lineno) or None
+        return probe, None
+    return probe, linecache.getline(frame.f_code.co_filename, frame.f_lineno) or None
 
 
 class MissingJupySQL:
@@ -79,9 +86,12 @@ class MissingJupySQL:
         if fullname != "sql":
             return None  # sql.x after a real sql package was found is that package's business
         try:
-            line = message_for(_importing_line())
+            probe, statement = _importer()
+            line = message_for(statement)
         except Exception:
-            line = _PREFIX + _ANY
+            probe, line = False, _PREFIX + _ANY
+        if probe:
+            return None  # `importlib.util.find_spec("sql") is None` still says it is missing
         error = ModuleNotFoundError(line, name="sql")
         # IPython renders an exception that has _render_traceback_ with its lines.
         error._render_traceback_ = lambda: [f"ModuleNotFoundError: {line}"]  # type: ignore[attr-defined]

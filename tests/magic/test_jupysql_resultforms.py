@@ -364,6 +364,12 @@ def test_except_import_error_still_catches_it(ip: Shell) -> None:
     assert run.text == ""
 
 
+def test_a_probe_for_the_sql_package_still_finds_nothing(ip: Shell) -> None:
+    assert ip.value("import importlib.util\nimportlib.util.find_spec('sql') is None") is True
+    run = ip.fail("import importlib\nimportlib.import_module('sql')")
+    assert "JupySQL is not installed" in run.text
+
+
 def test_other_modules_named_like_sql_are_untouched(ip: Shell) -> None:
     run = ip.fail("import sqlx_not_a_module")
     assert "No module named 'sqlx_not_a_module'" in run.text
