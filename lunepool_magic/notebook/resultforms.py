@@ -103,25 +103,37 @@ class Use:
     column: int = 0
 
 
-def _quantity_columns(value: Any, kind: str, enough: int = 2) -> list[str]:
-    """The first ``enough`` columns JupySQL's plot took as quantities (numbers, dates, bools)."""
+def _pandas_quantities(frame: Any) -> tuple[list[str], list[str]]:
+    """The columns JupySQL's plot took as quantities, and those pandas' plot leaves out.
+
+    JupySQL's test for a quantity is a value with ``__sub__`` (numbers, dates,
+    bools, Decimal); pandas plots numeric dtypes only, so a ``numeric``
+    column (Decimal objects) is dropped from its lines without a word.
+    """
+    from decimal import Decimal
+
     found: list[str] = []
-    if kind == "pandas":
-        for name in value.columns:
-            column = value[name]
-            if getattr(column, "ndim", 1) != 1:
-                continue  # duplicated column names: JupySQL renamed them; not guessed here
-            if column.dtype.kind in "biufcmM":
+    decimals: list[str] = []
+    for name in frame.columns:
+        column = frame[name]
+        if getattr(column, "ndim", 1) != 1:
+            continue  # duplicated column names: JupySQL renamed them; not guessed here
+        if column.dtype.kind in "biufcmM":
+            found.append(str(name))
+        elif column.dtype == object:
+            first = column.first_valid_index()
+            sample = None if first is None else column.loc[first]
+            if hasattr(sample, "__sub__") and not isinstance(sample, str):
                 found.append(str(name))
-            elif column.dtype == object:
-                first = column.first_valid_index()
-                sample = None if first is None else column.loc[first]
-                # JupySQL's test for a quantity: the value has __sub__ (Decimal, date).
-                if hasattr(sample, "__sub__") and not isinstance(sample, str):
-                    found.append(str(name))
-            if len(found) >= enough:
-                break
-    elif kind == "polars":
+                if isinstance(sample, Decimal):
+                    decimals.append(str(name))
+    return found, decimals
+
+
+def _quantity_columns(value: Any, kind: str, enough: int = 2) -> list[str]:
+    """The first ``enough`` columns JupySQL's plot took as quantities, for polars and Arrow."""
+    found: list[str] = []
+    if kind == "polars":
         for name, dtype in value.schema.items():
             if dtype.is_numeric() or dtype.is_temporal() or str(dtype) == "Boolean":
                 found.append(str(name))
@@ -167,14 +179,18 @@ def note_for(use: Use, kind: str, value: Any = None) -> str | None:
     # plot
     pandas = n if kind == "pandas" else f"{n}.to_pandas()"
     call = f"{pandas}.plot(x='<its first numeric column>')"
-    if value is not None:
-        quantities = _quantity_columns(value, kind)
-        if len(quantities) >= 2:
-            call = f"{pandas}.plot(x={quantities[0]!r})"
-        elif kind == "pandas":
+    if value is not None and kind == "pandas":
+        quantities, decimals = _pandas_quantities(value)
+        if len(quantities) < 2 and not decimals:
             return None  # the same line as JupySQL's
-        else:
-            call = f"{pandas}.plot()"
+        if decimals:
+            pandas += ".astype({" + ", ".join(f"{c!r}: float" for c in decimals) + "})"
+        x = f"x={quantities[0]!r}" if len(quantities) >= 2 else ""
+        call = f"{pandas}.plot({x})"
+    elif value is not None:
+        quantities = _quantity_columns(value, kind)
+        x = f"x={quantities[0]!r}" if len(quantities) >= 2 else ""
+        call = f"{pandas}.plot({x})"
     jupysql = "JupySQL's drew its first numeric column as x and the other numeric ones as lines"
     if kind == "pandas":
         return (

@@ -150,6 +150,18 @@ def test_plot_with_one_numeric_column_draws_what_jupysql_drew_so_no_note(
     assert _notes(ip.ok("two.plot()").err) == [_plot_note("two", "'at'")]
 
 
+def test_plot_of_numeric_columns_names_the_cast_pandas_needs(ip: Shell, agg: Any) -> None:
+    # numeric arrives as Decimal objects: JupySQL plotted them, pandas' plot leaves them out.
+    ip.ok("r = %sql SELECT g AS a, g * 1.5 AS n FROM generate_series(1, 3) g")
+    run = ip.ok("ax = r.plot()")
+    fix = "r.astype({'n': float}).plot(x='a')"
+    assert _notes(run.err) == [_plot_note("r", "'a'").replace("r.plot(x='a')", fix)]
+    # pandas' own: a against the row number, n left out.
+    assert [line.get_label() for line in ip.user_ns["ax"].get_lines()] == ["a"]
+    ax = ip.value(fix)
+    assert [line.get_label() for line in ax.get_lines()] == ["n"]
+
+
 def test_pandas_plot_forms_get_no_note(ip: Shell, agg: Any) -> None:
     ip.ok("result = %sql SELECT 1 AS a, 2 AS b")
     run = ip.ok("result.plot.bar()\nresult.plot(x='a')\nresult.plot(kind='bar')\np = result.plot")
