@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from lunepool_magic.notebook.jobs import Job, JobTable
     from lunepool_magic.notebook.progress import QueryProgress
+    from lunepool_magic.notebook.resultforms import ResultRegistry
     from lunepool_magic.notebook.session import Session
 
 __all__ = ["LunepoolMagic", "load", "unload"]
@@ -166,6 +167,8 @@ class LunepoolMagic(Magics):
         self._plans: dict[str, list[Any]] = {}
         self._jobs: JobTable | None = None  # background jobs, made by the first one
         self.snippets = Snippets()  # JupySQL's --save: queries later cells name like tables
+        # The results handed out, for the notes on JupySQL's forms (set by magic_jupysql).
+        self.results: ResultRegistry | None = None
         # Kernel shutdown: cancel background jobs on the server and close the
         # pools, so the server sees clean goodbyes and any pinned transaction
         # is rolled back.
@@ -520,7 +523,7 @@ class LunepoolMagic(Magics):
         if result.warnings:
             print("\n".join(result.warnings), file=sys.stderr)
         if out is not None:
-            user_ns[out] = result.frame
+            self._hand_out(result.frame, out)
             if result.frame is None and result.status:
                 print(f"{result.status} ({out} = None: no result set)")
         elif result.frame is None and result.status:
@@ -529,7 +532,19 @@ class LunepoolMagic(Magics):
             print("\n".join(result.info))
         if result.frame is not None:
             compat.register_resultset_methods()  # JupySQL's result.DataFrame(), .dict(), ...
-        return result.frame if out is None else None
+        return self._hand_out(result.frame) if out is None else None
+
+    def _hand_out(self, value: Any, name: str | None = None) -> Any:
+        """Give a result to the user (stored as ``name``, or returned), remembered by identity.
+
+        Every query result passes here, so the notes on JupySQL's ResultSet
+        forms (notebook/resultforms.py) know which names hold one.
+        """
+        if name is not None:
+            self.shell.user_ns[name] = value
+        if self.results is not None:
+            self.results.remember(value)
+        return value
 
     def _rewrite(self, text: str, local_ns: Any) -> tuple[str, dict[str, Any] | None]:
         """JupySQL's cell forms: snippets named in the SQL become CTEs, then the template.
@@ -701,9 +716,9 @@ class LunepoolMagic(Magics):
         if result.footer:
             print("\n".join(result.footer))
         if out is not None:
-            self.shell.user_ns[out] = frame
+            self._hand_out(frame, out)
             return None
-        return frame
+        return self._hand_out(frame)
 
     # ---------------------------------------------------------------- explain
 
@@ -796,7 +811,7 @@ class LunepoolMagic(Magics):
         return self._jobs
 
     def _assign(self, name: str, value: Any) -> None:
-        self.shell.user_ns[name] = value
+        self._hand_out(value, name)  # a background job's result, from the job's thread
 
     @staticmethod
     def _notify(job: Job) -> None:
@@ -889,7 +904,7 @@ class LunepoolMagic(Magics):
                 lines += job.report()[1]
             raise display.SqlCellError(lines)
         if len(jobs) == 1 and jobs[0].out is None:
-            return jobs[0].frame
+            return self._hand_out(jobs[0].frame)
         return None
 
     def _cancel(self, which: str | None) -> None:

@@ -5,14 +5,17 @@ IPython only: the work is in :mod:`lunepool_magic.notebook.sqlcmd`,
 it runs on the current connection of ``%sql`` (the same pool, the pinned
 connection inside a transaction). Registered by :func:`lunepool_magic.magic.load`
 unless JupySQL is loaded: then ``%sqlcmd``, ``%sqlplot`` and ``SqlMagic`` stay
-JupySQL's.
+JupySQL's, and none of the notes on its ResultSet forms or ``import sql`` is
+installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -22,6 +25,8 @@ from traitlets import observe
 from traitlets.config import Configurable
 
 from lunepool_magic.notebook import compat
+from lunepool_magic.notebook.jupysql_import import MissingJupySQL
+from lunepool_magic.notebook.resultforms import FormCheck, ResultRegistry
 from lunepool_magic.notebook.snippets import SnippetError
 from lunepool_magic.notebook.sqlcmd import Source, SqlcmdError, source_for
 
@@ -311,8 +316,25 @@ SqlMagic = type(
 )
 
 
+@dataclass
+class _Installed:
+    """What :func:`load` put into the shell, for :func:`unload` to take out."""
+
+    magics: JupySQLMagics
+    settings: Any
+    handles_key_errors: bool
+    check: FormCheck
+    finder: MissingJupySQL
+
+
 def load(shell: InteractiveShell, sql: LunepoolMagic) -> str | None:
-    """Register %sqlcmd, %sqlplot and SqlMagic unless JupySQL has; the line to print, if any."""
+    """Register %sqlcmd, %sqlplot and SqlMagic unless JupySQL has; the line to print, if any.
+
+    Also the notes on JupySQL's ResultSet forms (``for row in result``,
+    ``result.plot()``, ``result.keys``: :mod:`~lunepool_magic.notebook.resultforms`)
+    and the one-line answer to ``import sql``
+    (:mod:`~lunepool_magic.notebook.jupysql_import`).
+    """
     manager = shell.magics_manager
     if "SqlMagic" in manager.registry:  # JupySQL is loaded: everything stays its own
         return None
@@ -323,7 +345,19 @@ def load(shell: InteractiveShell, sql: LunepoolMagic) -> str | None:
     handles_key_errors = not shell.custom_exceptions  # another extension's handler stays
     if handles_key_errors:
         shell.set_custom_exc((KeyError,), _key_error)
-    sql._jupysql = (magics, settings, handles_key_errors)  # type: ignore[attr-defined]
+    ours = tuple(
+        name
+        for name, method in manager.magics["line"].items()
+        if getattr(method, "__self__", None) is sql
+    )
+    sql.results = ResultRegistry()
+    check = FormCheck(
+        sql.results, lambda: shell.user_ns, ours, lambda: sql.output, lambda: shell.ast_transformers
+    )
+    shell.input_transformers_post.append(check.scan_text)  # adds the AST check when due
+    finder = MissingJupySQL()
+    sys.meta_path.append(finder)  # last: a real `sql` package is always found first
+    sql._jupysql = _Installed(magics, settings, handles_key_errors, check, finder)  # type: ignore[attr-defined]
     return None
 
 
@@ -342,7 +376,7 @@ def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
     registered = getattr(sql, "_jupysql", None)
     if registered is None:
         return
-    magics, settings, handles_key_errors = registered
+    magics, settings = registered.magics, registered.settings
     manager = shell.magics_manager
     manager.registry.pop(type(magics).__name__, None)
     for kind in ("line", "cell"):
@@ -352,6 +386,13 @@ def unload(shell: InteractiveShell, sql: LunepoolMagic) -> None:
                 del table[name]
     if settings in shell.configurables:
         shell.configurables.remove(settings)
-    if handles_key_errors and shell.custom_exceptions == (KeyError,):
+    if registered.handles_key_errors and shell.custom_exceptions == (KeyError,):
         shell.set_custom_exc((), None)
+    check = registered.check
+    check.remove()
+    with contextlib.suppress(ValueError):
+        shell.input_transformers_post.remove(check.scan_text)
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(registered.finder)
+    sql.results = None
     del sql._jupysql  # type: ignore[attr-defined]

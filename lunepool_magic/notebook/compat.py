@@ -11,9 +11,10 @@ rows of :mod:`lunepool_magic.notebook.options`):
   ``.csv()``, ``.PolarsDataFrame()``, ``.pie()``, ``.bar()``): results are
   pandas DataFrames, and these methods are registered on DataFrame with
   pandas' accessor API (no subclass, so pandas' own behaviour is untouched).
-  Indexing, iteration and ``.plot()`` are pandas' (``result[0][0]`` is
-  ``df.iat[0, 0]`` there, and :func:`resultset_hint` says so when it fails;
-  ``for row in df`` gives column names); the README and the tutorial say so.
+  Indexing, iteration, ``.plot()`` and ``.keys`` are pandas' (``result[0][0]``
+  is ``df.iat[0, 0]`` there, and :func:`resultset_hint` says so when it
+  fails; the other three get a note from
+  :mod:`lunepool_magic.notebook.resultforms`).
 * ``--section NAME``: a section of JupySQL's connections file, as a
   conninfo; without one, libpq's own service of that name.
 """

@@ -68,3 +68,20 @@ def test_jupysql_keeps_its_magics_and_the_first_line_says_so(both: Shell) -> Non
     assert "sqlplot" not in both.shell.magics_manager.magics["line"]
     settings = [c for c in both.shell.configurables if type(c).__name__ == "SqlMagic"]
     assert [type(c).__module__ for c in settings] == ["sql"]  # JupySQL's SqlMagic only
+
+
+def test_with_jupysql_loaded_no_resultset_notes_and_no_import_finder(both: Shell) -> None:
+    # Its ResultSet iterates rows and its `sql` package imports: nothing of ours may interfere.
+    from lunepool_magic.notebook.jupysql_import import MissingJupySQL
+
+    transformers = list(both.shell.ast_transformers)
+    input_transformers = list(both.shell.input_transformers_post)
+    both.ok("%load_ext sql")
+    both.ok("%load_ext lunepool_magic")
+    assert both.shell.input_transformers_post == input_transformers
+    assert not any(isinstance(f, MissingJupySQL) for f in sys.meta_path)
+    assert both.magics.results is None
+    both.ok("result = %lunesql SELECT 1 AS a")
+    run = both.ok("for row in result: pass\nk = result.keys")
+    assert "note:" not in run.text
+    assert both.shell.ast_transformers == transformers
