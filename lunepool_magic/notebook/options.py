@@ -522,7 +522,8 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
     elif option.takes == "name?":
         _set_once(found, option.key, True, word)
         name_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
-        if name_match is not None and _IDENT_RE.match(name_match.group()):
+        # A connection name, as --alias takes it: JupySQL's docs close `db-two`.
+        if name_match is not None and _LABEL_RE.match(name_match.group()):
             found[f"{option.key}_name"] = name_match.group()
             return name_match.end()
         return end
