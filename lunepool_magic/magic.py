@@ -253,7 +253,8 @@ class LunepoolMagic(Magics):
         ``DATABASE_URL``, or else starts the embedded server, and says which.
         ``postgresql://`` alone uses libpq's environment (PGHOST, PGUSER, ...,
         ~/.pgpass). A password typed into a cell works but is saved in the
-        notebook: prefer ~/.pgpass, PGPASSWORD or ``--password``.
+        notebook: prefer ~/.pgpass, PGPASSWORD or ``--password``. An option's
+        value written ``{{ name }}`` is variable ``name``'s (``--alias {{ name }}``).
 
         Keeping the result in a variable instead of displaying it::
 
@@ -315,7 +316,7 @@ class LunepoolMagic(Magics):
                 print(self._connections.use(self._connections.named(line.strip())))
                 line = ""
             try:
-                opts = parse_line(line)
+                opts = parse_line(line, self._namespace(local_ns) if "{{" in line else None)
             except OptionError as exc:
                 raise UsageError(str(exc)) from None
             if opts.file is not None:
@@ -540,10 +541,7 @@ class LunepoolMagic(Magics):
         text = self.snippets.expand_cell(text)
         if not (self.templates and is_template(text)):
             return text, None
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
-        rendered = render(text, namespace)
+        rendered = render(text, self._namespace(local_ns))
         return rendered.sql, rendered.values
 
     def _output(self, typed: str | None) -> str:
@@ -624,9 +622,7 @@ class LunepoolMagic(Magics):
 
         name = opts.persist
         assert name is not None
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
+        namespace = self._namespace(local_ns)
         if name not in namespace:
             raise UsageError(f"--persist {name}: there is no variable named {name!r}")
         frame = namespace[name]
@@ -932,10 +928,7 @@ class LunepoolMagic(Magics):
         if word in self._connections.sessions:
             print(self._connections.use(self._connections.named(word)))
             return True
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
-        value = namespace.get(word)
+        value = self._namespace(local_ns).get(word)
         url = compat.sqlalchemy_url(value)
         if url is None:
             if compat.is_dbapi_connection(value):
@@ -943,6 +936,13 @@ class LunepoolMagic(Magics):
             return False
         self._connect(url, word, False)
         return True
+
+    def _namespace(self, local_ns: Any) -> Any:
+        """The variables a cell sees: the function's locals first, then the user's."""
+        namespace: Any = self.shell.user_ns
+        if local_ns is not None and local_ns is not namespace:
+            namespace = ChainMap(local_ns, namespace)
+        return namespace
 
     def _current_session(self) -> Session:
         """The current connection; with none, connect to DATABASE_URL or the embedded server."""

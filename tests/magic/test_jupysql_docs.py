@@ -15,3 +15,62 @@ def test_regression_close_takes_a_hyphenated_alias(ip: Shell, pg_url: str) -> No
     ip.ok(f"%sql {pg_url} --alias db-two")
     assert "db-two" in ip.ok("%sql --close db-two").out
     assert "db-two" not in ip.magics.sessions
+
+
+def test_regression_sqlcmd_arguments_expand_templates(ip: Shell) -> None:
+    # api/magic-tables-columns: `%sqlcmd tables -s {{schema}}` listed no tables (IPython's
+    # own {var} expansion turned it into -s {schema}), and -t {{table}} found no table.
+    ip.ok("%sql CREATE TEMP TABLE writer (name text, year_of_death int)")
+    ip.ok("%sql INSERT INTO writer VALUES ('William', 1616), ('Bertold', 1956)")
+    ip.user_ns["schema"] = ip.scalar(
+        "%sql SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()"
+    )
+    ip.user_ns["table"] = "writer"
+    assert list(ip.value("%sqlcmd tables -s {{schema}}")["Name"]) == ["writer"]
+    columns = ip.value("%sqlcmd columns -s {{ schema }} -t {{table}}")
+    assert list(columns["name"]) == ["name", "year_of_death"]
+    ip.user_ns["limit"] = "2000"
+    assert ip.value("%sqlcmd test --table {{table}} --column year_of_death --less-than {{limit}}")
+
+
+def test_regression_sqlplot_arguments_expand_templates(ip: Shell) -> None:
+    # api/magic-plot: `%sqlplot boxplot --table {{table}} ... --orient {{orient}}` failed
+    # with "invalid choice: '{orient}'".
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ip.ok("%sql CREATE TEMP TABLE sizes AS SELECT g::float8 AS size FROM generate_series(1, 9) g")
+    ip.user_ns.update(table="sizes", column="size", orient="h")
+    ax = ip.value("%sqlplot boxplot --table {{table}} --column {{column}} --orient {{orient}}")
+    assert ax.get_title() == "'size' from 'sizes'"
+
+
+def test_regression_sql_options_expand_templates(ip: Shell, pg_url: str) -> None:
+    # api/magic-sql and api/magic-snippets: `--alias {{alias}}`, `--close {{alias}}` and
+    # `%%sql --save {{name}}` failed with "needs a Python-style name, not '{{alias}}'".
+    ip.user_ns["alias"] = "db-four"
+    ip.ok(f"%sql {pg_url} --alias {{{{ alias }}}}")
+    assert ip.magics.current_alias == "db-four"
+    ip.user_ns["snippet_name"] = "gentoo"
+    ip.ok("%%sql --save {{snippet_name}} --no-execute\nSELECT 'Gentoo' AS species")
+    assert "gentoo" in ip.magics.snippets.queries
+    ip.ok("%sqlcmd snippets -d {{snippet_name}}")
+    assert "gentoo" not in ip.magics.snippets.queries
+    ip.ok("%sql --close {{alias}}")
+    assert "db-four" not in ip.magics.sessions
+
+
+def test_an_option_template_that_is_not_one_word_says_so(ip: Shell) -> None:
+    ip.user_ns["two_words"] = "my db"
+    run = ip.fail("%sql --alias {{two_words}} SELECT 1")
+    assert "UsageError: {{ two_words }} in an option must hold one word, not 'my db'" in run.text
+    run = ip.fail("%sqlcmd columns --table {{nowhere}}")
+    assert "UsageError: {{ nowhere }} in an option: there is no variable nowhere" in run.text
+
+
+def test_templates_in_the_sql_after_options_stay_bound(ip: Shell) -> None:
+    # Only the options' values are expanded: the SQL's {{ }} are still bound parameters.
+    ip.user_ns["who"] = "x' OR '1'='1"
+    ip.ok("%sql SELECT 1")  # connects as 'default'
+    frame = ip.value("%sql --alias default SELECT '{{who}}' AS v")
+    assert frame.iat[0, 0] == "x' OR '1'='1"
