@@ -161,7 +161,7 @@ class JupySQLMagics(Magics):
             %sqlcmd profile --table T [--schema S] [--output FILE.html]
             %sqlcmd test --table T --column C [--greater N] [--greater-or-equal N]
                          [--less-than N] [--less-than-or-equal N] [--no-nulls] [--unique]
-            %sqlcmd snippets [NAME] [-d NAME | -D NAME | -A NAME]
+            %sqlcmd snippets [NAME] [-d NAME | -D NAME | -A NAME]   NAME: returns its query
 
         The table may be a snippet saved with ``%%sql --save NAME``; an argument
         written ``{{ name }}`` is the value of variable ``name``.
@@ -221,8 +221,9 @@ class JupySQLMagics(Magics):
         if args.name:
             if args.name not in snippets.queries:
                 raise SnippetError(snippets.unknown(args.name, "%sqlcmd snippets"))
-            print(snippets.queries[args.name])
-            return None
+            # The query as it runs, with the snippets it uses as CTEs: JupySQL's users
+            # keep it (`final = %sqlcmd snippets NAME`) and print or run it.
+            return snippets.expand(snippets.queries[args.name])
         if not snippets:
             print("No snippets yet; %%sql --save NAME keeps a query as one.")
             return None

@@ -74,3 +74,22 @@ def test_templates_in_the_sql_after_options_stay_bound(ip: Shell) -> None:
     ip.ok("%sql SELECT 1")  # connects as 'default'
     frame = ip.value("%sql --alias default SELECT '{{who}}' AS v")
     assert frame.iat[0, 0] == "x' OR '1'='1"
+
+
+def test_regression_sqlcmd_snippets_name_returns_the_query_with_its_ctes(ip: Shell) -> None:
+    # PostgreSQL page and compose: `query = %sqlcmd snippets trip_stats; print(query)` printed
+    # the snippet's own text and then None (it returned nothing); JupySQL returns the query
+    # that runs, the snippets it uses in front as CTEs.
+    ip.ok("%%sql --save many --no-execute\nSELECT g AS n FROM generate_series(1, 9) g WHERE g > 3")
+    ip.ok("%%sql --save stats --no-execute\nSELECT min(n) AS low, max(n) AS high FROM many")
+    run = ip.ok("query = %sqlcmd snippets stats")
+    assert run.out == ""
+    query = ip.user_ns["query"]
+    assert query == (
+        "WITH many AS (SELECT g AS n FROM generate_series(1, 9) g WHERE g > 3) "
+        "SELECT min(n) AS low, max(n) AS high FROM many"
+    )
+    # The text runs as it is, on a connection that knows no snippets too.
+    ip.ok("%sqlcmd snippets -A many")
+    ip.user_ns["final"] = query
+    assert ip.value("%sql {{ final | unsafe_sql }}").values.tolist() == [[4, 9]]
