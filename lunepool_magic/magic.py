@@ -43,6 +43,7 @@ from lunepool_magic.notebook.options import (
     MagicLine,
     OptionError,
     is_plain_sql,
+    leading_capture,
     options_help,
     parse_line,
 )
@@ -315,6 +316,9 @@ class LunepoolMagic(Magics):
                 # `%%sql one`: JupySQL's way of running a cell on connection 'one'.
                 print(self._connections.use(self._connections.named(line.strip())))
                 line = ""
+            if cell is not None and not line.strip() and (captured := leading_capture(cell)):
+                # `%%sql` then `result <<` on the cell's first line: store, as on the magic line.
+                line, cell = cell[:captured].strip(), cell[captured:]
             try:
                 opts = parse_line(line, self._namespace(local_ns) if "{{" in line else None)
             except OptionError as exc:

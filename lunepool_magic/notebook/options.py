@@ -39,6 +39,7 @@ __all__ = [
     "OptionError",
     "expand_arguments",
     "is_plain_sql",
+    "leading_capture",
     "options_help",
     "parse_line",
 ]
@@ -370,6 +371,16 @@ def expand_arguments(text: str, variables: Mapping[str, object]) -> str:
         return word
 
     return _ARGUMENT_TEMPLATE_RE.sub(value, text)
+
+
+def leading_capture(text: str) -> int:
+    """Where a ``VAR <<`` (or ``VAR= <<``) that starts ``text`` ends; 0 if none does.
+
+    JupySQL's docs put it on the first line of a ``%%sql`` cell, under the
+    magic line (``%%sql two`` then ``result <<``); no SQL statement starts so.
+    """
+    capture = _CAPTURE_RE.match(text, _SPACE_RE.match(text).end())
+    return capture.end() if capture is not None else 0
 
 
 def _expand_flag_value(line: str, pos: int, variables: Mapping[str, object]) -> str:

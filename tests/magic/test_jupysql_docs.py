@@ -93,3 +93,20 @@ def test_regression_sqlcmd_snippets_name_returns_the_query_with_its_ctes(ip: She
     ip.ok("%sqlcmd snippets -A many")
     ip.user_ns["final"] = query
     assert ip.value("%sql {{ final | unsafe_sql }}").values.tolist() == [[4, 9]]
+
+
+def test_regression_capture_on_the_cells_first_line(ip: Shell, pg_url: str) -> None:
+    # howto: `%%sql two` then `result <<` on the next line was sent to the server
+    # ("syntax error at or near result").
+    ip.ok(f"%sql {pg_url} --alias two")
+    run = ip.ok("%%sql two\nresult <<\nSELECT 2 AS x")
+    assert run.value is None
+    assert ip.user_ns["result"].iat[0, 0] == 2
+    shown = ip.ok("%%sql\nagain= << SELECT 3 AS x")
+    assert shown.value is ip.user_ns["again"]
+    assert ip.user_ns["again"].iat[0, 0] == 3
+    # An error still points at the cell's own line, counted as without the capture.
+    plain = ip.fail("%%sql\n\nSELECT 1\nFROM nowhere_at_all")
+    run = ip.fail("%%sql\nbad <<\nSELECT 1\nFROM nowhere_at_all")
+    assert "LINE 4: FROM nowhere_at_all" in run.text
+    assert run.text == plain.text
