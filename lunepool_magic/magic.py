@@ -310,6 +310,10 @@ class LunepoolMagic(Magics):
                 # `%sql one` (an alias), `%sql engine` (a SQLAlchemy Engine variable)
                 if _is_one_word(line) and self._switch(line.strip(), local_ns):
                     return None
+                # `%sql engine --alias name`: an Engine variable, connected under another name.
+                named = _VARIABLE_AS_ALIAS_RE.match(line)
+                if named and self._connect_variable(named.group(1), named.group(2), local_ns):
+                    return None
                 # The hot path, `%sql SELECT ...`: no options to read.
                 return self._run(self._current_session(), line, 0, local_ns, None)
             if cell is not None and line.strip() in self._connections.sessions:
@@ -932,13 +936,21 @@ class LunepoolMagic(Magics):
         if word in self._connections.sessions:
             print(self._connections.use(self._connections.named(word)))
             return True
+        return self._connect_variable(word, word, local_ns)
+
+    def _connect_variable(self, word: str, alias: str, local_ns: Any) -> bool:
+        """Connect to the URL of the SQLAlchemy Engine in variable ``word``, as ``alias``.
+
+        False when ``word`` names no Engine (the line then runs as SQL); a
+        DB-API connection is refused with the line to write instead.
+        """
         value = self._namespace(local_ns).get(word)
         url = compat.sqlalchemy_url(value)
         if url is None:
             if compat.is_dbapi_connection(value):
                 raise UsageError(compat.DBAPI_REFUSED.format(name=word))
             return False
-        self._connect(url, word, False)
+        self._connect(url, alias, False)
         return True
 
     def _namespace(self, local_ns: Any) -> Any:
@@ -991,6 +1003,12 @@ def _at_least(proposal: dict[str, Any], floor: int, allowed: str) -> Any:
             f"LunepoolMagic.{name} = {value!r} is not allowed: {allowed} (the setting is unchanged)"
         )
     return value
+
+
+# `%sql engine --alias name`, `%sql conn -A name`: JupySQL's docs name the variable first.
+_VARIABLE_AS_ALIAS_RE = re.compile(
+    r"\s*([A-Za-z_]\w*)\s+(?:--alias|-A|-a)\s+([A-Za-z_][\w-]*)\s*\Z"
+)
 
 
 def _is_one_word(line: str) -> bool:

@@ -110,3 +110,33 @@ def test_regression_capture_on_the_cells_first_line(ip: Shell, pg_url: str) -> N
     run = ip.fail("%%sql\nbad <<\nSELECT 1\nFROM nowhere_at_all")
     assert "LINE 4: FROM nowhere_at_all" in run.text
     assert run.text == plain.text
+
+
+def test_regression_engine_variable_with_an_alias(ip: Shell, pg_url: str) -> None:
+    # Redshift/Snowflake pages: `%sql engine --alias connection` was sent to the server
+    # ("syntax error at or near engine").
+    import psycopg
+    import sqlalchemy
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(pg_url)
+    url = sqlalchemy.engine.URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        database=params.get("dbname"),
+        query={k: params[k] for k in ("host", "port") if params.get(k)},
+    )
+    ip.user_ns["engine"] = sqlalchemy.create_engine(url)
+    run = ip.ok("%sql engine --alias connection")
+    assert "as 'connection'" in run.out
+    assert ip.magics.current_alias == "connection"
+    assert ip.scalar("%sql SELECT 1") == 1
+    # duckdb-native page: a DB-API connection with an alias gets the line to write instead.
+    ip.user_ns["conn"] = psycopg.connect(pg_url)
+    try:
+        run = ip.fail("%sql conn --alias duckdb")
+        assert "UsageError: conn is a DB-API connection, which the pool cannot share" in run.text
+    finally:
+        ip.user_ns["conn"].close()
+    # A word that names no connection variable still runs as SQL.
+    assert 'syntax error at or near "nothing_here"' in ip.fail("%sql nothing_here -A x").text
