@@ -48,7 +48,7 @@ from lunepool_magic.notebook.options import (
     parse_line,
 )
 from lunepool_magic.notebook.snippets import SnippetError, Snippets
-from lunepool_magic.notebook.templates import TemplateError, is_template, render
+from lunepool_magic.notebook.templates import TemplateError, inline, is_template, render
 from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
@@ -404,7 +404,12 @@ class LunepoolMagic(Magics):
         if opts.interact is not None:
             raise UsageError(compat.INTERACT_REFUSED.format(name=opts.interact))
         if opts.save is not None:
-            saved = self.snippets.save(opts.save, text)
+            kept = text
+            if self.templates and is_template(text):
+                # JupySQL fills a snippet's {{ }} in when it is saved: later changes of
+                # the variables do not change it.
+                kept = inline(render(text, self._namespace(local_ns)))
+            saved = self.snippets.save(opts.save, kept)
             if opts.no_execute:
                 print(saved[:-1] + " (not run: --no-execute).")
                 return None

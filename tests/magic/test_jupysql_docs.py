@@ -140,3 +140,37 @@ def test_regression_engine_variable_with_an_alias(ip: Shell, pg_url: str) -> Non
         ip.user_ns["conn"].close()
     # A word that names no connection variable still runs as SQL.
     assert 'syntax error at or near "nothing_here"' in ip.fail("%sql nothing_here -A x").text
+
+
+def test_regression_a_saved_snippet_keeps_the_values_it_was_saved_with(ip: Shell) -> None:
+    # Templating guide: a snippet's {{ }} are filled in when it is saved; here the value
+    # at the time of use was bound instead, so the same cell gave other rows (silently).
+    ip.ok(
+        "%sql CREATE TEMP TABLE penguins AS SELECT * FROM (VALUES ('Adelie', 1), "
+        "('Adelie', 2), ('Gentoo', 3)) v(species, n)"
+    )
+    ip.user_ns["species"] = "Adelie"
+    ip.ok(
+        "%%sql --save one_species --no-execute\n"
+        "SELECT * FROM penguins WHERE species = '{{species}}'"
+    )
+    ip.user_ns["species"] = "Gentoo"
+    assert ip.scalar("%sql SELECT count(*) FROM one_species") == 2
+    assert ip.value("%sqlcmd snippets one_species") == (
+        "SELECT * FROM penguins WHERE species = 'Adelie'"
+    )
+    # A value that tries to end the string stays a value.
+    ip.user_ns["species"] = "x' OR '1'='1"
+    ip.ok("%%sql --save evil --no-execute\nSELECT * FROM penguins WHERE species = '{{species}}'")
+    assert ip.scalar("%sql SELECT count(*) FROM evil") == 0
+
+
+def test_regression_a_tuple_in_a_template_is_an_in_list(ip: Shell) -> None:
+    # Templating guide: `where sex in {{sex}}` with a tuple failed with "looks like an
+    # array literal such as '{{1,2}}'".
+    ip.user_ns["sex"] = ("MALE", "FEMALE")
+    frame = ip.value(
+        "%sql SELECT s FROM (VALUES ('MALE'), ('FEMALE'), (NULL)) v(s) "
+        "WHERE s IN {{sex}} ORDER BY s"
+    )
+    assert frame["s"].tolist() == ["FEMALE", "MALE"]
