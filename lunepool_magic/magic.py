@@ -43,11 +43,12 @@ from lunepool_magic.notebook.options import (
     MagicLine,
     OptionError,
     is_plain_sql,
+    leading_capture,
     options_help,
     parse_line,
 )
 from lunepool_magic.notebook.snippets import SnippetError, Snippets
-from lunepool_magic.notebook.templates import TemplateError, is_template, render
+from lunepool_magic.notebook.templates import TemplateError, inline, is_template, render
 from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
@@ -256,7 +257,8 @@ class LunepoolMagic(Magics):
         ``DATABASE_URL``, or else starts the embedded server, and says which.
         ``postgresql://`` alone uses libpq's environment (PGHOST, PGUSER, ...,
         ~/.pgpass). A password typed into a cell works but is saved in the
-        notebook: prefer ~/.pgpass, PGPASSWORD or ``--password``.
+        notebook: prefer ~/.pgpass, PGPASSWORD or ``--password``. An option's
+        value written ``{{ name }}`` is variable ``name``'s (``--alias {{ name }}``).
 
         Keeping the result in a variable instead of displaying it::
 
@@ -311,14 +313,21 @@ class LunepoolMagic(Magics):
                 # `%sql one` (an alias), `%sql engine` (a SQLAlchemy Engine variable)
                 if _is_one_word(line) and self._switch(line.strip(), local_ns):
                     return None
+                # `%sql engine --alias name`: an Engine variable, connected under another name.
+                named = _VARIABLE_AS_ALIAS_RE.match(line)
+                if named and self._connect_variable(named.group(1), named.group(2), local_ns):
+                    return None
                 # The hot path, `%sql SELECT ...`: no options to read.
                 return self._run(self._current_session(), line, 0, local_ns, None)
             if cell is not None and line.strip() in self._connections.sessions:
                 # `%%sql one`: JupySQL's way of running a cell on connection 'one'.
                 print(self._connections.use(self._connections.named(line.strip())))
                 line = ""
+            if cell is not None and not line.strip() and (captured := leading_capture(cell)):
+                # `%%sql` then `result <<` on the cell's first line: store, as on the magic line.
+                line, cell = cell[:captured].strip(), cell[captured:]
             try:
-                opts = parse_line(line)
+                opts = parse_line(line, self._namespace(local_ns) if "{{" in line else None)
             except OptionError as exc:
                 raise UsageError(str(exc)) from None
             if opts.file is not None:
@@ -398,7 +407,12 @@ class LunepoolMagic(Magics):
         if opts.interact is not None:
             raise UsageError(compat.INTERACT_REFUSED.format(name=opts.interact))
         if opts.save is not None:
-            saved = self.snippets.save(opts.save, text)
+            kept = text
+            if self.templates and is_template(text):
+                # JupySQL fills a snippet's {{ }} in when it is saved: later changes of
+                # the variables do not change it.
+                kept = inline(render(text, self._namespace(local_ns)))
+            saved = self.snippets.save(opts.save, kept)
             if opts.no_execute:
                 print(saved[:-1] + " (not run: --no-execute).")
                 return None
@@ -555,10 +569,7 @@ class LunepoolMagic(Magics):
         text = self.snippets.expand_cell(text)
         if not (self.templates and is_template(text)):
             return text, None
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
-        rendered = render(text, namespace)
+        rendered = render(text, self._namespace(local_ns))
         return rendered.sql, rendered.values
 
     def _output(self, typed: str | None) -> str:
@@ -639,9 +650,7 @@ class LunepoolMagic(Magics):
 
         name = opts.persist
         assert name is not None
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
+        namespace = self._namespace(local_ns)
         if name not in namespace:
             raise UsageError(f"--persist {name}: there is no variable named {name!r}")
         frame = namespace[name]
@@ -951,17 +960,29 @@ class LunepoolMagic(Magics):
         if word in self._connections.sessions:
             print(self._connections.use(self._connections.named(word)))
             return True
-        namespace: Any = self.shell.user_ns
-        if local_ns is not None and local_ns is not namespace:
-            namespace = ChainMap(local_ns, namespace)
-        value = namespace.get(word)
+        return self._connect_variable(word, word, local_ns)
+
+    def _connect_variable(self, word: str, alias: str, local_ns: Any) -> bool:
+        """Connect to the URL of the SQLAlchemy Engine in variable ``word``, as ``alias``.
+
+        False when ``word`` names no Engine (the line then runs as SQL); a
+        DB-API connection is refused with the line to write instead.
+        """
+        value = self._namespace(local_ns).get(word)
         url = compat.sqlalchemy_url(value)
         if url is None:
             if compat.is_dbapi_connection(value):
                 raise UsageError(compat.DBAPI_REFUSED.format(name=word))
             return False
-        self._connect(url, word, False)
+        self._connect(url, alias, False)
         return True
+
+    def _namespace(self, local_ns: Any) -> Any:
+        """The variables a cell sees: the function's locals first, then the user's."""
+        namespace: Any = self.shell.user_ns
+        if local_ns is not None and local_ns is not namespace:
+            namespace = ChainMap(local_ns, namespace)
+        return namespace
 
     def _current_session(self) -> Session:
         """The current connection; with none, connect to DATABASE_URL or the embedded server."""
@@ -1006,6 +1027,12 @@ def _at_least(proposal: dict[str, Any], floor: int, allowed: str) -> Any:
             f"LunepoolMagic.{name} = {value!r} is not allowed: {allowed} (the setting is unchanged)"
         )
     return value
+
+
+# `%sql engine --alias name`, `%sql conn -A name`: JupySQL's docs name the variable first.
+_VARIABLE_AS_ALIAS_RE = re.compile(
+    r"\s*([A-Za-z_]\w*)\s+(?:--alias|-A|-a)\s+([A-Za-z_][\w-]*)\s*\Z"
+)
 
 
 def _is_one_word(line: str) -> bool:

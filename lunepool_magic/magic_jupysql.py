@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from traitlets import Any as AnyTrait
 from traitlets import observe
 from traitlets.config import Configurable
 
 from lunepool_magic.notebook import compat
 from lunepool_magic.notebook.jupysql_import import MissingJupySQL
+from lunepool_magic.notebook.options import OptionError, expand_arguments
 from lunepool_magic.notebook.resultforms import FormCheck, ResultRegistry
 from lunepool_magic.notebook.snippets import SnippetError
 from lunepool_magic.notebook.sqlcmd import Source, SqlcmdError, source_for
@@ -113,9 +114,14 @@ def _sqlplot_parser() -> _Parser:
     return plot
 
 
-def _split(line: str) -> list[str]:
+def _split(line: str, variables: Any) -> list[str]:
+    """The line's words, each ``{{ name }}`` replaced by the variable's value (as JupySQL does)."""
     try:
+        if "{{" in line:
+            line = expand_arguments(line, variables)  # each value is one word
         return shlex.split(line)
+    except OptionError as exc:
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"could not read the line: {exc}") from None
 
@@ -147,6 +153,8 @@ class JupySQLMagics(Magics):
         self._sql._show(cell)
         return value
 
+    # No IPython {var} expansion: {{ name }} is expanded here, as JupySQL does.
+    @no_var_expand
     @line_magic
     def sqlcmd(self, line: str = "") -> Any:
         """JupySQL's commands: tables, columns, profile, test, snippets (computed in the database).
@@ -158,13 +166,14 @@ class JupySQLMagics(Magics):
             %sqlcmd profile --table T [--schema S] [--output FILE.html]
             %sqlcmd test --table T --column C [--greater N] [--greater-or-equal N]
                          [--less-than N] [--less-than-or-equal N] [--no-nulls] [--unique]
-            %sqlcmd snippets [NAME] [-d NAME | -D NAME | -A NAME]
+            %sqlcmd snippets [NAME] [-d NAME | -D NAME | -A NAME]   NAME: returns its query
 
-        The table may be a snippet saved with ``%%sql --save NAME``.
+        The table may be a snippet saved with ``%%sql --save NAME``; an argument
+        written ``{{ name }}`` is the value of variable ``name``.
         """
         from lunepool_magic.notebook import sqlcmd
 
-        words = _split(line)
+        words = _split(line, self.shell.user_ns)
         if not words:
             raise UsageError("%sqlcmd needs a command: tables, columns, profile, test or snippets")
         command, rest = words[0], words[1:]
@@ -217,14 +226,16 @@ class JupySQLMagics(Magics):
         if args.name:
             if args.name not in snippets.queries:
                 raise SnippetError(snippets.unknown(args.name, "%sqlcmd snippets"))
-            print(snippets.queries[args.name])
-            return None
+            # The query as it runs, with the snippets it uses as CTEs: JupySQL's users
+            # keep it (`final = %sqlcmd snippets NAME`) and print or run it.
+            return snippets.expand(snippets.queries[args.name])
         if not snippets:
             print("No snippets yet; %%sql --save NAME keeps a query as one.")
             return None
         print("Stored snippets: " + ", ".join(snippets.queries))
         return None
 
+    @no_var_expand
     @line_magic
     def sqlplot(self, line: str = "") -> Any:
         """JupySQL's plots, aggregated in the database, drawn with matplotlib; returns the Axes.
@@ -238,7 +249,7 @@ class JupySQLMagics(Magics):
         """
         from lunepool_magic.notebook import plots
 
-        args = self._plot_parser.parse_args(_split(line))
+        args = self._plot_parser.parse_args(_split(line, self.shell.user_ns))
         if args.breaks or args.binwidth:
             raise UsageError(
                 "--breaks and --binwidth are not available: --bins N sets equal-width bins"

@@ -29,6 +29,7 @@ costs one regular-expression match.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "MagicLine",
     "Option",
     "OptionError",
+    "expand_arguments",
     "is_plain_sql",
+    "leading_capture",
     "options_help",
     "parse_line",
 ]
@@ -137,6 +140,10 @@ _SPACE_RE = re.compile(r"\s*")
 _CAPTURE_RE = re.compile(r"([A-Za-z_]\w*)\s*(=)?\s*<<")
 # Alias and section names may hold hyphens (JupySQL's connections files use them).
 _LABEL_RE = re.compile(r"[A-Za-z_][\w-]*\Z")
+# `--save {{ name }}`: JupySQL renders templates in a magic's arguments too.
+_ARGUMENT_TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+# One option value: words and {{ name }} pieces (which may hold blanks), `{{ s }}.{{ t }}`.
+_TEMPLATED_WORD_RE = re.compile(r"(?:\{\{\s*[A-Za-z_]\w*\s*\}\}|\S)+")
 # A file path: a quoted string or a word.
 _PATH_RE = re.compile(r"\"[^\"]+\"|'[^']+'|\S+")
 
@@ -339,8 +346,59 @@ def is_plain_sql(line: str) -> bool:
     return _PLAIN_SQL_RE.match(line) is not None
 
 
-def parse_line(line: str) -> MagicLine:
-    """Split a magic line into options and SQL; raise :class:`OptionError` if malformed."""
+def expand_arguments(text: str, variables: Mapping[str, object]) -> str:
+    """``text`` with each ``{{ name }}`` replaced by the value of variable ``name``.
+
+    JupySQL's argument expansion (``--save {{ name }}``, ``%sqlcmd columns
+    --table {{ table }}``): an option's value is a name or a number, never SQL,
+    so it is pasted as one word. A value that is not one word fails, rather
+    than spill into the SQL that follows the options.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise OptionError(f"{{{{ {name} }}}} in an option: there is no variable {name}")
+        held = variables[name]
+        if isinstance(held, bool) or not isinstance(held, (str, int, float)):
+            raise OptionError(
+                f"{{{{ {name} }}}} in an option must hold a name or a number, "
+                f"not a {type(held).__name__}"
+            )
+        word = str(held)
+        if not word or any(char.isspace() for char in word):
+            raise OptionError(f"{{{{ {name} }}}} in an option must hold one word, not {word!r}")
+        return word
+
+    return _ARGUMENT_TEMPLATE_RE.sub(value, text)
+
+
+def leading_capture(text: str) -> int:
+    """Where a ``VAR <<`` (or ``VAR= <<``) that starts ``text`` ends; 0 if none does.
+
+    JupySQL's docs put it on the first line of a ``%%sql`` cell, under the
+    magic line (``%%sql two`` then ``result <<``); no SQL statement starts so.
+    """
+    capture = _CAPTURE_RE.match(text, _SPACE_RE.match(text).end())
+    return capture.end() if capture is not None else 0
+
+
+def _expand_flag_value(line: str, pos: int, variables: Mapping[str, object]) -> str:
+    """``line`` with the word after the flag at ``pos`` expanded, if it holds ``{{ name }}``."""
+    flag_end = _WORD_RE.match(line, pos).end()  # type: ignore[union-attr]
+    start = _SPACE_RE.match(line, flag_end).end()
+    value = _TEMPLATED_WORD_RE.match(line, start)
+    if value is None or "{{" not in value.group():
+        return line
+    return line[:start] + expand_arguments(value.group(), variables) + line[value.end() :]
+
+
+def parse_line(line: str, variables: Mapping[str, object] | None = None) -> MagicLine:
+    """Split a magic line into options and SQL; raise :class:`OptionError` if malformed.
+
+    With ``variables``, an option's value written ``{{ name }}`` is that
+    variable's value (see :func:`expand_arguments`); the SQL is left as typed.
+    """
     if _PLAIN_SQL_RE.match(line):
         return MagicLine(sql=line)
 
@@ -353,6 +411,9 @@ def parse_line(line: str) -> MagicLine:
             break
         char = line[pos]
         if char == "-":
+            if variables is not None:
+                line = _expand_flag_value(line, pos, variables)
+                n = len(line)
             pos = _read_flag(line, pos, found)
             continue
         capture = _CAPTURE_RE.match(line, pos)
@@ -522,7 +583,8 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
     elif option.takes == "name?":
         _set_once(found, option.key, True, word)
         name_match = _WORD_RE.match(line, _SPACE_RE.match(line, end).end())
-        if name_match is not None and _IDENT_RE.match(name_match.group()):
+        # A connection name, as --alias takes it: JupySQL's docs close `db-two`.
+        if name_match is not None and _LABEL_RE.match(name_match.group()):
             found[f"{option.key}_name"] = name_match.group()
             return name_match.end()
         return end

@@ -11,7 +11,11 @@ server-side parameter, as jinjasql does:
 * ``{{ col | identifier }}``: a table or column name, quoted by psycopg
   (``{{ ('sales', 'orders') | identifier }}`` for ``"sales"."orders"``);
 * ``{{ fragment | unsafe_sql }}``: pasted as typed, JupySQL's behaviour, and
-  as unsafe as it: never with text that a user of the notebook can choose.
+  as unsafe as it: never with text that a user of the notebook can choose;
+* ``IN {{ items }}`` with a tuple: one bound value per item, in parentheses.
+
+A snippet saved with ``--save`` keeps the values it was saved with, as
+JupySQL's does: :func:`inline` writes them in as literals quoted by psycopg.
 
 Where a bound value cannot work (the place of a table or column name), the
 cell fails before anything runs with a line naming the filter to use, rather
@@ -24,7 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["PARAMETER_PREFIX", "Rendered", "TemplateError", "is_template", "render"]
+__all__ = ["PARAMETER_PREFIX", "Rendered", "TemplateError", "inline", "is_template", "render"]
 
 #: The ``:name`` of the n-th bound value is PARAMETER_PREFIX + n.
 PARAMETER_PREFIX = "__tpl_"
@@ -92,15 +96,21 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     if any(not re.search(r"[A-Za-z_]", e) for e in expressions):
         raise TemplateError(_ARRAY_LITERAL)
 
+    def mark(value: Any) -> str:
+        values.append(value)
+        return f"{_MARK}{len(values) - 1}{_MARK}"
+
     def finalize(value: Any) -> str:
         if isinstance(value, _Sql):
             return str(value)
         if isinstance(value, jinja2.Undefined):
             str(value)  # StrictUndefined: raises UndefinedError, naming the variable
         if isinstance(value, tuple):
-            raise TemplateError(_ARRAY_LITERAL)
-        values.append(value)
-        return f"{_MARK}{len(values) - 1}{_MARK}"
+            # JupySQL's `sex IN {{ sexes }}` with a tuple: one bound value per item.
+            if not value or any(isinstance(item, (tuple, list, dict)) for item in value):
+                raise TemplateError(_ARRAY_LITERAL)
+            return "(" + ", ".join(mark(item) for item in value) + ")"
+        return mark(value)
 
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, finalize=finalize, keep_trailing_newline=True
@@ -117,6 +127,32 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template: {exc.message} (no variable of that name)") from None
     return _bind(_show_comments(rendered, comments), values, expressions)
+
+
+def inline(rendered: Rendered) -> str:
+    """The rendered SQL with each bound value written in as a literal, quoted by psycopg.
+
+    For ``--save``: JupySQL replaces a snippet's ``{{ }}`` when it is saved,
+    so a later change of the variable does not change the snippet. psycopg's
+    quoting keeps each value a value (no injection), as binding does.
+    """
+    from psycopg import sql
+
+    def literal(match: re.Match[str]) -> str:
+        value = rendered.values[match.group(1)]
+        try:
+            # Not stripped: psycopg writes -3 as " -3", so `n -{{ x }}` cannot become `n --3`.
+            return sql.Literal(value).as_string(None)
+        except Exception:  # psycopg raises several kinds for a type it cannot adapt
+            raise TemplateError(
+                f"--save keeps a snippet's values as SQL literals, and a {type(value).__name__} "
+                "has none: bind it at use instead, with :name in the snippet"
+            ) from None
+
+    return _PARAMETER_RE.sub(literal, rendered.sql)
+
+
+_PARAMETER_RE = re.compile(rf":({PARAMETER_PREFIX}\d+)\b")
 
 
 # A comment while it is out of Jinja's sight: its number between two \x01.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lunepool_magic.notebook.templates import TemplateError, is_template, render
+from lunepool_magic.notebook.templates import TemplateError, inline, is_template, render
 
 
 def test_values_become_parameters() -> None:
@@ -98,3 +98,26 @@ def test_a_whole_query_in_a_value_needs_unsafe_sql() -> None:
         render("{{ QUERY }}", {"QUERY": "SELECT 1"})
     with pytest.raises(TemplateError, match="starts the statement"):
         render("SELECT 1; {{ QUERY }}", {"QUERY": "SELECT 2"})
+
+
+def test_a_tuple_binds_one_value_per_item_in_parentheses() -> None:
+    # JupySQL's templating guide: `WHERE sex IN {{ sex }}` with sex = ("MALE", "FEMALE").
+    out = render("SELECT 1 WHERE s IN {{ sex }}", {"sex": ("MALE", "FEMALE")})
+    assert out.sql == "SELECT 1 WHERE s IN (:__tpl_0, :__tpl_1)"
+    assert out.values == {"__tpl_0": "MALE", "__tpl_1": "FEMALE"}
+    with pytest.raises(TemplateError, match=r"looks like an array literal"):
+        render("SELECT 1 WHERE s IN {{ sex }}", {"sex": ()})
+
+
+def test_inline_writes_values_as_quoted_literals() -> None:
+    out = render(
+        "SELECT * FROM t WHERE name = '{{ who }}' AND n > {{ low }}", {"who": "O'Hara", "low": 2}
+    )
+    assert inline(out) == "SELECT * FROM t WHERE name = 'O''Hara' AND n > 2"
+    with pytest.raises(TemplateError, match="a object has none"):
+        inline(render("SELECT {{ x }} AS v", {"x": object()}))
+
+
+def test_inline_keeps_a_negative_number_apart_from_a_minus() -> None:
+    # `n -{{ x }}` with x = -3 must not become `n --3`, a comment.
+    assert inline(render("SELECT 5 -{{ x }} AS v", {"x": -3})) == "SELECT 5 - -3 AS v"
