@@ -52,7 +52,7 @@ from bench_fetch import SHAPES, SKIPPED, Skip, build_table, masked, method_runne
 METHODS = ["python_loop", "python_loop_bg", "c_drain", "c_drain_bg", "server_alone", "adbc"]
 REFERENCE = "adbc"
 #: What the child times in place (seconds; ``*_cpu``: the receiving thread's CPU).
-TIMES = ("copy", "decode", "copy_cpu", "decode_cpu", "adapter")
+TIMES = ("copy", "decode", "copy_cpu", "decode_cpu", "adapter", "waits")
 
 
 # --------------------------------------------------------------------- child
@@ -146,43 +146,106 @@ def child(method: str, url: str, query: str, lib_path: str | None, output: str) 
         info["loop_cpu_seconds"] = times["copy_cpu"] - times["decode_cpu"]
         info["decode_seconds"] = times["decode"]
         info["adapter_seconds"] = times["adapter"]
+        info["waits"] = times["waits"]  # the C loop's only
     print("RESULT " + json.dumps(info))
 
 
-def check(url: str, shape: str, lib_path: str) -> None:
+class Loops:
+    """Fetches with today's loop or the C loop (or the C loop with tiny blocks), all else equal."""
+
+    def __init__(self, url: str, lib_path: str) -> None:
+        from native_drain.build import load
+        from native_drain.loaded_libpq import LoadedLibpq
+
+        from lunepool_magic.postgres.fetch import transfer
+
+        self.url = url
+        self.lib, self.drain = LoadedLibpq(), load(lib_path)
+        self.python_loop = transfer.copy_out
+
+    def fetch(self, loop: str, query: str, block: int | None = None, progress: Any = None) -> Any:
+        """``query``'s frame, or the exception it raised, and whether the connection still works.
+
+        ``progress(conn)`` gives the on_progress callback for the fetch on ``conn``.
+        """
+        import psycopg
+        from native_drain.copy_out import native_copy_out
+
+        from lunepool_magic.postgres.fetch import fetch_frame, transfer
+
+        if loop == "C":
+            transfer.copy_out = native_copy_out(self.drain, self.lib, block or transfer.BLOCK_BYTES)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                # Scans of a large table may start where another one is: same order wanted.
+                conn.execute("SET synchronize_seqscans = off")
+                on_progress = progress(conn) if progress else None
+                try:
+                    result = fetch_frame(conn, query, on_progress=on_progress)
+                except Exception as exc:
+                    result = exc
+                try:
+                    usable = conn.execute("SELECT 1").fetchone() == (1,)
+                except psycopg.Error:
+                    usable = False
+        finally:
+            transfer.copy_out = self.python_loop
+        return result, usable
+
+
+def check(loops: Loops, shape: str) -> None:
     """Both loops give the same frame: the whole table, then 48-byte blocks on 20,000 rows."""
-    import psycopg
-    from native_drain.build import load
-    from native_drain.copy_out import native_copy_out
-    from native_drain.loaded_libpq import LoadedLibpq
-
-    from lunepool_magic.postgres.fetch import fetch_frame, transfer
-
     table = SHAPES[shape][0]
-    lib, drain = LoadedLibpq(), load(lib_path)
-    python_loop = transfer.copy_out
     for query, block in (
         (f"SELECT * FROM {table}", None),
         (f"SELECT * FROM {table} LIMIT 20000", 48),
     ):
-        with psycopg.connect(url, autocommit=True) as conn:
-            # Scans of a large table may start where another one is: same order wanted.
-            conn.execute("SET synchronize_seqscans = off")
-            transfer.copy_out = python_loop
-            expected = fetch_frame(conn, query)
-            transfer.copy_out = native_copy_out(drain, lib, block or transfer.BLOCK_BYTES)
-            got = fetch_frame(conn, query)
-            transfer.copy_out = python_loop
-            conn.execute("SELECT 1")  # the connection is still usable
+        expected, _ = loops.fetch("python", query)
+        got, usable = loops.fetch("C", query, block)
         same = expected.equals(got) and list(expected.dtypes) == list(got.dtypes)
         print(
             f"  {shape}: {query} (block {block or 'default'}): {expected.shape} "
-            f"{'same frame' if same else 'DIFFERENT'}",
+            f"{'same frame' if same and usable else 'DIFFERENT'}",
             flush=True,
+        )
+        if not (same and usable):
+            raise SystemExit(1)
+
+
+def check_errors(loops: Loops) -> None:
+    """Both loops raise the same error for a statement failing mid-COPY (the connection
+    stays usable) and for a backend terminated mid-COPY (it does not)."""
+    import psycopg
+
+    def terminate(conn: Any) -> Any:
+        pid = conn.info.backend_pid
+
+        def on_progress(*_: Any) -> None:
+            with psycopg.connect(loops.url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        return on_progress
+
+    cases = [
+        ("fails mid-COPY", "SELECT g, 1 / (g - 500000) FROM generate_series(1, 1000000) g", None),
+        ("backend terminated", "SELECT g FROM generate_series(1, 100000000) g", terminate),
+    ]
+    for name, query, progress in cases:
+        outcomes = {loop: loops.fetch(loop, query, progress=progress) for loop in ("python", "C")}
+        (expected, usable), (got, c_usable) = outcomes["python"], outcomes["C"]
+        same = (
+            isinstance(expected, Exception)
+            and type(expected) is type(got)
+            and str(expected) == str(got)
+            and usable == c_usable
+        )
+        print(
+            f"  {name}: {type(got).__name__}: {str(got).strip().splitlines()[0]}; connection "
+            f"{'usable' if c_usable else 'closed'}; {'same' if same else 'DIFFERENT'} "
+            f"(python loop: {type(expected).__name__}, {'usable' if usable else 'closed'})"
         )
         if not same:
             raise SystemExit(1)
-    print(f"  libpq used: {lib.path}")
 
 
 # --------------------------------------------------------------------- driver
@@ -200,11 +263,14 @@ def run_child(method: str, url: str, query: str, lib_path: str, output: str) -> 
     return dict(json.loads(lines[-1][len("RESULT ") :]))
 
 
-def measure_shape(url: str, shape: str, runs: int, lib_path: str, output: str) -> dict[str, Any]:
+def measure_shape(
+    url: str, shape: str, runs: int, lib_path: str, output: str, only: list[str]
+) -> dict[str, Any]:
     table, rows, _ = SHAPES[shape]
     build_table(url, rows, shape)
     query = f"SELECT * FROM {table}"
-    methods = [m if m != REFERENCE or output == "pandas" else "adbc_arrow" for m in METHODS]
+    methods = [m for m in METHODS if m == REFERENCE or not only or m in only]
+    methods = [m if m != REFERENCE or output == "pandas" else "adbc_arrow" for m in methods]
     load_before = os.getloadavg()
     print(f"shape {shape} ({query}), output {output}; load average {load_before}", flush=True)
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -236,7 +302,7 @@ def report(
     load_after: tuple[float, ...],
 ) -> None:
     reference = {x["round"]: x["seconds"] for x in results[methods[-1]]}
-    nrows = results["python_loop"][0]["shape"][0]
+    nrows = next(x["shape"][0] for m in methods for x in results[m] if x.get("shape"))
 
     def span(values: list[float]) -> str:
         return f"{min(values):.3f}-{max(values):.3f}" if values else "–"
@@ -245,9 +311,9 @@ def report(
     print(f"{shape}, {nrows:,} rows (load {load_before[0]:.1f} → {load_after[0]:.1f}):")
     print(
         "| method | receiving loop s | loop CPU s | loop CPU ns/row | adapter s | total s (median)"
-        " | × ADBC (per round) | × ADBC (median) |"
+        " | × ADBC (per round) | × ADBC (median) | socket waits |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for m in methods:
         runs = results[m]
         ratios = [x["seconds"] / reference[x["round"]] for x in runs]
@@ -255,10 +321,13 @@ def report(
         cpu = [x["loop_cpu_seconds"] for x in runs if "loop_cpu_seconds" in x]
         adapter = [x["adapter_seconds"] for x in runs if x.get("adapter_seconds")]
         per_row = f"{statistics.median(cpu) / nrows * 1e9:.0f}" if cpu else "–"
+        waits = [x["waits"] for x in runs if x.get("waits")]
+        wait_text = f"{statistics.median(waits):,.0f}" if waits else "–"
         print(
             f"| {m} | {span(loop)} | {span(cpu)} | {per_row} | {span(adapter)} "
             f"| {statistics.median(x['seconds'] for x in runs):.3f} "
-            f"| {', '.join(f'{r:.2f}' for r in ratios)} | {statistics.median(ratios):.2f} |"
+            f"| {', '.join(f'{r:.2f}' for r in ratios)} | {statistics.median(ratios):.2f} "
+            f"| {wait_text} |"
         )
     print()
 
@@ -269,6 +338,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="issue,narrow,text", help="comma-separated")
     parser.add_argument("--runs", type=int, default=5, help="rounds per shape (default 5)")
     parser.add_argument("--output", choices=["pandas", "arrow"], default="pandas")
+    parser.add_argument("--only", help="comma-separated methods (ADBC always runs)")
     parser.add_argument("--check", action="store_true", help="compare the loops' frames instead")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -280,18 +350,25 @@ def main() -> None:
         return
 
     from native_drain.build import build
+    from psycopg import pq
 
     shapes = args.shapes.split(",")
+    only = args.only.split(",") if args.only else []
     lib_path = build()
     try:
         with serving(args.url) as url:
             print(f"server {masked(url)}; {sys.executable}; library {lib_path}")
             if args.check:
+                loops = Loops(url, lib_path)
+                print(f"  psycopg {pq.__impl__}, its libpq: {loops.lib.path}")
                 for shape in shapes:
                     build_table(url, SHAPES[shape][1], shape)
-                    check(url, shape, lib_path)
+                    check(loops, shape)
+                check_errors(loops)
                 return
-            measured = {s: measure_shape(url, s, args.runs, lib_path, args.output) for s in shapes}
+            measured = {
+                s: measure_shape(url, s, args.runs, lib_path, args.output, only) for s in shapes
+            }
     finally:
         shutil.rmtree(os.path.dirname(lib_path), ignore_errors=True)
     if args.json:

@@ -41,10 +41,12 @@ def native_copy_out(
 ) -> Callable[..., int]:
     """A function with transfer.copy_out's signature and behaviour, draining rows in C.
 
-    ``timings["adapter"]`` accumulates the seconds spent turning lengths into lists.
+    ``timings["adapter"]`` accumulates the seconds spent turning lengths into lists,
+    ``timings["waits"]`` the times libpq's buffer ran dry (a wait in poll(2), a read).
     """
     timings = timings if timings is not None else {}
     timings.setdefault("adapter", 0.0)
+    timings.setdefault("waits", 0)
 
     def copy_out(
         conn: psycopg.Connection[Any],
@@ -113,6 +115,7 @@ def native_copy_out(
             while True:
                 status = drain(*args)
                 if status == WOULD_BLOCK:
+                    timings["waits"] += 1
                     if on_progress is None:
                         wait()
                         read()

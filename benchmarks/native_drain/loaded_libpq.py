@@ -15,7 +15,7 @@ import re
 
 from psycopg import pq
 
-_LIBPQ = re.compile(r"/libpq[-.][^/]*\.so[.\d]*$")
+_LIBPQ = re.compile(r"/libpq(-[^/]*)?\.so[.\d]*$")
 
 
 def loaded_paths() -> list[str]:
@@ -44,23 +44,18 @@ class LoadedLibpq:
     """``PQgetCopyData`` and ``PQfreemem`` of psycopg's own libpq, as addresses and callables."""
 
     def __init__(self) -> None:
-        if pq.__impl__ == "python":
-            from psycopg.pq import _pq_ctypes
-
-            self.path = _pq_ctypes.libname
-            lib = _pq_ctypes.pq
-        else:  # "binary" or "c": found by psycopg's dynamic linker at import
-            paths = loaded_paths()
-            if len(paths) != 1:
-                raise RuntimeError(f"expected one loaded libpq, found {paths or 'none'}")
-            self.path = paths[0]
-            lib = ctypes.CDLL(self.path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        pq.version()  # psycopg has loaded its libpq (the python implementation: now)
+        paths = loaded_paths()
+        if len(paths) != 1:
+            raise RuntimeError(f"expected one loaded libpq, found {paths or 'none'}")
+        self.path = paths[0]
+        lib = ctypes.CDLL(self.path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
         self.get_copy_data = ctypes.cast(lib.PQgetCopyData, ctypes.c_void_p).value
         self.freemem = ctypes.cast(lib.PQfreemem, ctypes.c_void_p).value
         self.free = lib.PQfreemem
         self.free.argtypes = [ctypes.c_void_p]
         self.free.restype = None
-        ranges = _mapped_ranges(os.path.realpath(self.path)) or _mapped_ranges(self.path)
+        ranges = _mapped_ranges(self.path)
         for address in (self.get_copy_data, self.freemem):
             if not any(start <= (address or 0) < end for start, end in ranges):
                 raise RuntimeError(f"{address:#x} is not in {self.path}'s mapping")
