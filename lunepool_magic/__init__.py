@@ -1,6 +1,6 @@
 """lunepool_magic: PostgreSQL from Jupyter through a fair, thread-safe pool.
 
-``%load_ext lunepool_magic`` registers ``%sql`` / ``%%sql`` (and ``%lunesql``).
+``%load_ext lunepool_magic`` registers ``%sql`` / ``%%sql`` (and ``%lunesql``, ``%jupysql``).
 Importing the package stays light: IPython, psycopg and pandas are imported
 only when the extension is loaded or first used.
 """

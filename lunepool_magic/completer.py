@@ -187,7 +187,7 @@ def install(
     shell: InteractiveShell,
     sessions: Callable[[], Mapping[str, Session]],
     current: Callable[[], str | None],
-    names: tuple[str, ...] = ("sql", "lunesql"),
+    names: tuple[str, ...] = ("sql", "lunesql", "jupysql"),
 ) -> SqlCompleter | None:
     """Add SQL completion to ``shell`` (once); None if the shell has no completer."""
     if shell in _installed:

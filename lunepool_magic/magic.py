@@ -1,4 +1,4 @@
-"""The IPython magics ``%sql`` / ``%%sql`` (alias ``%lunesql`` / ``%%lunesql``).
+"""The IPython magics ``%sql`` / ``%%sql`` (also ``%lunesql`` and ``%jupysql``).
 
 This is the only module that imports IPython. It parses the magic line
 (:mod:`lunepool_magic.notebook.options`), keeps the kernel's named connections, and
@@ -62,8 +62,9 @@ if TYPE_CHECKING:
 __all__ = ["LunepoolMagic", "load", "unload"]
 
 #: Names the magic answers to. "lunesql" is for notebooks that also load
-#: JupySQL or ipython-sql, which claim "sql" too.
-MAGIC_NAMES = ("sql", "lunesql")
+#: JupySQL or ipython-sql, which claim "sql" too; "jupysql" is JupySQL's own
+#: second name for its %sql, which its notebooks may use.
+MAGIC_NAMES = ("sql", "lunesql", "jupysql")
 _PLAN_CACHE_SIZE = 256
 _PLAN_TEXT_MAX = 4096
 

@@ -2,7 +2,7 @@
  * SQL highlighting for lunepool_magic's `%%sql` cells.
  *
  * A code cell of a Python notebook whose source starts with `%%sql` (or
- * `%%lunesql`) gets the PostgreSQL language JupyterLab already registers
+ * `%%lunesql`, or JupySQL's `%%jupysql`) gets the PostgreSQL language JupyterLab already registers
  * (mime type text/x-pgsql); when it stops starting so, it gets the notebook's
  * own language back. Nothing else is touched: Markdown and raw cells, other
  * kernels' notebooks, other editors, and cells another extension switched.
@@ -14,7 +14,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 const SQL_MIME = 'text/x-pgsql';
 const PYTHON_MIMES = new Set(['text/x-ipython', 'text/x-python']);
 // IPython drops leading blank lines before it looks for a cell magic.
-const CELL_MAGIC = /^(?:[ \t]*\r?\n)*%%(?:sql|lunesql)(?:\s|$)/;
+const CELL_MAGIC = /^(?:[ \t]*\r?\n)*%%(?:sql|lunesql|jupysql)(?:\s|$)/;
 
 function follow(panel: NotebookPanel): void {
   const notebook = panel.content;

@@ -31,13 +31,16 @@ from lunepool_magic.notebook.messages import SqlCellError
 # ------------------------------------------------------------------ loading
 
 
-def test_load_registers_sql_and_lunesql_as_line_and_cell_magics(ip: Shell) -> None:
+def test_load_registers_sql_lunesql_and_jupysql_as_line_and_cell_magics(ip: Shell) -> None:
     table = ip.shell.magics_manager.magics
-    for name in ("sql", "lunesql"):
+    for name in ("sql", "lunesql", "jupysql"):
         assert getattr(table["line"][name], "__self__", None) is ip.magics
         assert getattr(table["cell"][name], "__self__", None) is ip.magics
     assert ip.scalar("%lunesql SELECT 7") == 7
     assert ip.scalar("%%lunesql\nSELECT 8") == 8
+    # JupySQL's docs also write %jupysql / %%jupysql for its %sql.
+    assert ip.scalar("%jupysql SELECT 9") == 9
+    assert ip.scalar("%%jupysql\nSELECT 10") == 10
 
 
 def test_unload_closes_the_pools_and_removes_the_magics(
@@ -49,6 +52,7 @@ def test_unload_closes_the_pools_and_removes_the_magics(
     assert session.pool.closed
     assert "sql" not in ip.shell.magics_manager.magics["line"]
     assert "lunesql" not in ip.shell.magics_manager.magics["cell"]
+    assert "jupysql" not in ip.shell.magics_manager.magics["line"]
     assert not any(isinstance(c, LunepoolMagic) for c in ip.shell.configurables)
     # The client hung up; the backend exits a moment later (asserting "gone"
     # at once raced with that, and lost when the idle release thread was added).
