@@ -561,6 +561,10 @@ def _read_flag(line: str, pos: int, found: dict[str, object]) -> int:
             raise OptionError(
                 f"{word} needs a Python-style name (letters, digits, _), not {value!r}"
             )
+        if option.key == "interact" and option.key in found:
+            # JupySQL takes one --interact per variable. The cell is refused anyway,
+            # with the alternative for the first: a second is not "given twice".
+            return end
         _set_once(found, option.key, value, word)
         return end
     elif option.takes == "path":

@@ -168,6 +168,16 @@ def test_interact_names_the_alternative(ip: Shell) -> None:
     assert ":limit" in run.text
 
 
+def test_interact_given_for_two_variables_names_the_alternative(ip: Shell) -> None:
+    """JupySQL's docs pass one --interact per variable; the refusal is the same,
+    not '--interact is given twice'."""
+    run = ip.fail("%sql --interact low --interact high SELECT {{low}}, {{high}}")
+    assert run.text.splitlines()[-1].startswith(
+        "UsageError: --interact (JupySQL's widgets) is not available"
+    )
+    assert ":low" in run.text
+
+
 def test_update_and_insert_name_a_snippet(tracks: Shell) -> None:
     tracks.ok("%%sql --save g1 --no-execute\nSELECT id FROM tracks WHERE genre = 1")
     run = tracks.ok("%sql UPDATE tracks SET name = 'g1' WHERE id IN (SELECT id FROM g1)")
