@@ -24,6 +24,7 @@ than run a different query.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -115,6 +116,7 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, finalize=finalize, keep_trailing_newline=True
     )
+    env.context_class = _macro_context()
     env.filters["identifier"] = _identifier
     env.filters["unsafe_sql"] = lambda value: _Sql(str(value))
     try:
@@ -127,6 +129,29 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template: {exc.message} (no variable of that name)") from None
     return _bind(_show_comments(rendered, comments), values, expressions)
+
+
+@functools.cache
+def _macro_context() -> type:
+    """Jinja's Context, with a macro's output taken as SQL (JupySQL's ``{% macro %}``).
+
+    A macro's body is template text like the cell's: its ``{{ }}`` went through
+    ``finalize`` already, so the values in it are bound. Its output is pasted
+    where it is called; binding it whole would send the SQL as one text value.
+    Only a call of a macro is trusted so: any other string, whatever it holds,
+    is a value.
+    """
+    import jinja2.runtime
+
+    class MacroContext(jinja2.runtime.Context):
+        # Positional-only: a macro's own keyword arguments may have any name.
+        def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+            value = super().call(obj, *args, **kwargs)
+            if isinstance(obj, jinja2.runtime.Macro) and isinstance(value, str):
+                return _Sql(value)
+            return value
+
+    return MacroContext
 
 
 def inline(rendered: Rendered) -> str:

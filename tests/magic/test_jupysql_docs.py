@@ -7,6 +7,8 @@ quick start, templating guide and PostgreSQL page here and in JupySQL
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from support.shell import Shell, ip_fixture  # noqa: F401 (ip_fixture provides `ip`)
 
 
@@ -174,3 +176,46 @@ def test_regression_a_tuple_in_a_template_is_an_in_list(ip: Shell) -> None:
         "WHERE s IN {{sex}} ORDER BY s"
     )
     assert frame["s"].tolist() == ["FEMALE", "MALE"]
+
+
+PENGUINS = (
+    "%sql CREATE TEMP TABLE penguins AS SELECT * FROM (VALUES ('FEMALE', 'Torgersen', "
+    "32.0, 13.0), ('MALE', 'Biscoe', 45.5, 14.25)) v(sex, island, bill_length_mm, bill_depth_mm)"
+)
+
+
+def test_regression_a_macros_output_is_sql_and_its_values_stay_bound(ip: Shell) -> None:
+    # Templating guide: {% macro mm_to_cm(column_name, precision=2) %}. The macro's
+    # output was bound whole as one text value ("is a select-list item: ... the text
+    # '(\x000\x00 / 10)...'"). Inside it, as anywhere, a name needs | identifier and a
+    # type modifier (the server takes no parameter there) | unsafe_sql.
+    ip.ok(PENGUINS)
+    ip.user_ns["island"] = "Biscoe'; DROP TABLE penguins; --"
+    cell = (
+        "%%sql\n"
+        "{% macro mm_to_cm(column_name, precision=2) %}\n"
+        "    ({{ column_name | identifier }} / 10)::numeric(16, {{ precision | unsafe_sql }})\n"
+        "{% endmacro %}\n"
+        "select sex,\n"
+        "  {{ mm_to_cm('bill_length_mm') }} as bill_length_cm,\n"
+        "  {{ mm_to_cm('bill_depth_mm', precision=3) }} as bill_depth_cm\n"
+        "from penguins where island <> {{ island }} order by sex"
+    )
+    frame = ip.value(cell)
+    assert frame.to_dict("list") == {
+        "sex": ["FEMALE", "MALE"],
+        "bill_length_cm": [Decimal("3.20"), Decimal("4.55")],
+        "bill_depth_cm": [Decimal("1.300"), Decimal("1.425")],
+    }
+    # The value inside the macro's caller stayed a bound value: the table is there.
+    assert ip.scalar("%sql SELECT count(*) FROM penguins") == 2
+
+
+def test_a_macros_value_in_the_select_list_is_still_refused(ip: Shell) -> None:
+    # A macro's output is SQL, but a plain {{ }} inside it is still a bound value:
+    # where that cannot be right (a select-list item), the cell stops before it runs.
+    ip.ok(PENGUINS)
+    run = ip.fail(
+        "%%sql\n{% macro col(c) %}{{ c }}{% endmacro %}\nselect {{ col('sex') }} from penguins"
+    )
+    assert "is a select-list item: as a bound value it would be the text 'sex'" in run.text
