@@ -48,6 +48,11 @@ _LEXEME_RE = re.compile(
 )
 # Words after which a name, not a value, goes.
 _NAME_BEFORE_RE = re.compile(r"(?:\b(?:from|join|into|update|table|by|as)|\.)\s*\Z", re.IGNORECASE)
+# A type's modifiers, numeric(16, {{ p }}) after :: or CAST's AS: the server's grammar
+# takes constants there, never a parameter.
+_TYPE_MODIFIER_RE = re.compile(
+    r"(?:::|\bas\s)\s*[A-Za-z_][\w ]*\(\s*(?:\d+\s*,\s*)*\Z", re.IGNORECASE
+)
 _LIST_BEFORE_RE = re.compile(r"(?:\b(?:select|distinct)|,)\s*\Z", re.IGNORECASE)
 _LIST_AFTER_RE = re.compile(r"\s*(?:,|\bfrom\b|\bas\b|\Z)", re.IGNORECASE)
 _SELECT_RE = re.compile(r"\bselect\b", re.IGNORECASE)
@@ -293,6 +298,12 @@ def _code(
             raise TemplateError(
                 f"{{{{ {expr} }}}} stands where a name goes, and values are bound as "
                 "parameters here; " + _USE_A_FILTER % (expr, expr)
+            )
+        if _TYPE_MODIFIER_RE.search(preceding[-80:]):
+            raise TemplateError(
+                f"{{{{ {expr} }}}} is a type's modifier, as in numeric(16, 2), where the "
+                f"server takes a number written out, not a parameter: write "
+                f"{{{{ {expr} | int | unsafe_sql }}}} (int makes any value a number)"
             )
         if (
             isinstance(value, str)

@@ -211,6 +211,25 @@ def test_regression_a_macros_output_is_sql_and_its_values_stay_bound(ip: Shell) 
     assert ip.scalar("%sql SELECT count(*) FROM penguins") == 2
 
 
+def test_the_guides_macro_as_written_stops_with_the_filter_to_use(ip: Shell) -> None:
+    # As the guide writes it, {{ precision }} is a type's modifier, where the server
+    # takes no parameter: one line before it runs (it was the server's syntax error).
+    ip.ok(PENGUINS)
+    run = ip.fail(
+        "%%sql --save convert\n"
+        "{% macro mm_to_cm(column_name, precision=2) %}\n"
+        "    ({{ column_name }} / 10)::numeric(16, {{ precision }})\n"
+        "{% endmacro %}\n"
+        "select sex, {{ mm_to_cm('bill_length_mm') }} as bill_length_cm from penguins"
+    )
+    assert run.text.strip().splitlines() == [
+        "UsageError: {{ value }} is a type's modifier, as in numeric(16, 2), where the server "
+        "takes a number written out, not a parameter: write {{ value | int | unsafe_sql }} "
+        "(int makes any value a number)"
+    ]
+    assert "convert" not in ip.magics.snippets.queries
+
+
 def test_a_macros_value_in_the_select_list_is_still_refused(ip: Shell) -> None:
     # A macro's output is SQL, but a plain {{ }} inside it is still a bound value:
     # where that cannot be right (a select-list item), the cell stops before it runs.

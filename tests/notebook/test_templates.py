@@ -121,3 +121,32 @@ def test_inline_writes_values_as_quoted_literals() -> None:
 def test_inline_keeps_a_negative_number_apart_from_a_minus() -> None:
     # `n -{{ x }}` with x = -3 must not become `n --3`, a comment.
     assert inline(render("SELECT 5 -{{ x }} AS v", {"x": -3})) == "SELECT 5 - -3 AS v"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT (x / 10)::numeric(16, {{ p }}) FROM t",
+        "SELECT cast(x AS numeric({{ p }})) FROM t",
+        "SELECT x::varchar( {{ p }} ) FROM t",
+    ],
+)
+def test_a_value_as_a_types_modifier_names_the_filter(text: str) -> None:
+    # The server's grammar takes no parameter there ("type modifiers must be simple
+    # constants or identifiers"): the cell stops before it runs instead.
+    with pytest.raises(TemplateError) as caught:
+        render(text, {"p": "2"})
+    assert str(caught.value) == (
+        "{{ p }} is a type's modifier, as in numeric(16, 2), where the server takes a number "
+        "written out, not a parameter: write {{ p | int | unsafe_sql }} (int makes any value "
+        "a number)"
+    )
+
+
+def test_a_types_modifier_through_int_and_unsafe_sql_is_a_number_whatever_the_value() -> None:
+    text = "SELECT x::numeric(16, {{ p | int | unsafe_sql }}), round(x, {{ p }}) FROM t"
+    assert render(text, {"p": "3"}) == (
+        "SELECT x::numeric(16, 3), round(x, :__tpl_0) FROM t",
+        {"__tpl_0": "3"},
+    )
+    assert render(text, {"p": "1); DROP TABLE t; --"}).sql.startswith("SELECT x::numeric(16, 0)")
