@@ -2,7 +2,7 @@
 
 Before each cell runs, the extension reads its text (an input transformer)
 and walks its AST once only when the text names a live result where a form
-could be (``in NAME``, ``NAME.plot(``, ``NAME.keys``) for a note not yet
+could be (``in NAME``, ``list(NAME)``, ``NAME.plot(``, ``NAME.keys``) for a note not yet
 shown, or has a ``%sql`` line. This script times ``shell.run_cell`` of a
 500-line cell in one in-process IPython shell (history and output cache off,
 stdout to /dev/null), with the check installed and with it taken out (as when

@@ -3,7 +3,8 @@
 JupySQL's ``%sql`` gave a ResultSet; ours gives a pandas DataFrame (or a
 polars DataFrame, or an Arrow table). Three ResultSet forms are valid code on
 a DataFrame that silently does something else: ``for row in result`` (column
-names, not rows), ``result.plot()`` (pandas' plot, not JupySQL's line chart)
+names, not rows; also ``list(result)``, ``tuple``, ``enumerate`` and
+``zip(*result)``), ``result.plot()`` (pandas' plot, not JupySQL's line chart)
 and ``result.keys`` without a call (a method, not the column names). Neither
 the user's code nor pandas is changed: before a cell runs, :class:`FormCheck`
 looks for these forms on a name that holds a result of ``%sql`` and prints,
@@ -42,6 +43,10 @@ FORMS = ("iterate", "plot", "keys")
 # so the scan stays fast on a big cell.
 _IN_NAME = re.compile(r"in\s+([^\W\d]\w*)\s*(?=[:)\]},]|if\b|for\b|async\b|$)", re.MULTILINE)
 _ATTRIBUTE = re.compile(r"\.\s*(?:(plot)\s*\(|(keys)\b(?!\s*\())")
+# The builtins that iterate their arguments as JupySQL's rows: `list(result)`, `zip(*result)`.
+_ROW_CALLS = frozenset({"list", "tuple", "enumerate", "zip"})
+_ROW_CALL = re.compile(r"(?:list|tuple|enumerate|zip)\s*\(([^()]{0,200})\)")
+_ARGUMENT_NAME = re.compile(r"(?:^|,)\s*\*?\s*([^\W\d]\w*)\s*(?=,|$)")
 _NAME_BEFORE = re.compile(r"([^\W\d]\w*)\s*$")
 # pandas' DataFrame.plot arguments that say the pandas meaning is intended.
 _PANDAS_PLOT_KEYWORDS = frozenset({"x", "y", "kind"})
@@ -101,6 +106,13 @@ class Use:
     target: str = ""
     line: int = 0
     column: int = 0
+    #: For a call that iterates the result (``list(result)``, ``zip(*result)``): the
+    #: call as written, with ``_HERE`` where the result's name stands.
+    call: str = ""
+
+
+#: Where the result's name stands in :attr:`Use.call`.
+_HERE = "__result__"
 
 
 def _pandas_quantities(frame: Any) -> tuple[list[str], list[str]]:
@@ -160,15 +172,19 @@ def note_for(use: Use, kind: str, value: Any = None) -> str | None:
     """
     n, t = use.name, use.target
     if use.form == "iterate":
-        rows = {
-            "pandas": ("the DataFrame's column names", f"{n}.itertuples(index=False)"),
-            "polars": ("the polars DataFrame's columns (Series)", f"{n}.iter_rows()"),
-            "arrow": ("the Arrow table's columns", f"{n}.to_pylist() (a dict per row)"),
+        what, rows, shape = {
+            "pandas": ("the DataFrame's column names", f"{n}.itertuples(index=False)", ""),
+            "polars": ("the polars DataFrame's columns (Series)", f"{n}.iter_rows()", ""),
+            "arrow": ("the Arrow table's columns", f"{n}.to_pylist()", " (a dict per row)"),
         }[kind]
-        return (
-            f"note: for {t} in {n} iterates {rows[0]}; JupySQL iterated rows: "
-            f"write for {t} in {rows[1]}"
-        )
+        if not use.call:
+            written, instead = f"for {t} in {n}", f"for {t} in {rows}{shape}"
+        else:
+            written = use.call.replace(_HERE, n)
+            instead = use.call.replace(_HERE, rows) + shape
+            if f"*{_HERE}" in use.call and kind == "arrow":  # zip(*dicts) zips their keys
+                instead = f"{n}.to_pydict().values() (a list per column)"
+        return f"note: {written} iterates {what}; JupySQL iterated rows: write {instead}"
     if use.form == "keys":
         here, names = {
             "pandas": (f"{n}.keys is pandas' DataFrame.keys method", f"list({n}.columns)"),
@@ -321,6 +337,8 @@ class FormCheck(ast.NodeTransformer):
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 func = node.func
+                if isinstance(func, ast.Name) and func.id in _ROW_CALLS:
+                    uses += _row_call_uses(func.id, node)
                 if not isinstance(func, ast.Attribute):
                     continue
                 called.add(id(func))
@@ -402,6 +420,9 @@ def _candidates(text: str) -> set[tuple[str, str]]:
         for m in _IN_NAME.finditer(text)
         if m.start() == 0 or not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")
     }
+    for m in _ROW_CALL.finditer(text):
+        if m.start() == 0 or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_."):
+            found.update(("iterate", a.group(1)) for a in _ARGUMENT_NAME.finditer(m.group(1)))
     if ".plot" in text or ".keys" in text or re.search(r"\.\s", text):
         for m in _ATTRIBUTE.finditer(text):
             before = _NAME_BEFORE.search(text, max(0, m.start() - 200), m.start())
@@ -415,6 +436,23 @@ def _target(node: ast.expr) -> str:
     if isinstance(node, ast.Tuple) and node.elts:
         return ", ".join(ast.unparse(element) for element in node.elts)
     return ast.unparse(node)
+
+
+def _row_call_uses(function: str, call: ast.Call) -> list[Use]:
+    """``list(result)``, ``enumerate(result)``, ``zip(*result)``: each plain name iterated."""
+    uses = []
+    # zip iterates every argument; list, tuple and enumerate their first.
+    for i, arg in enumerate(call.args if function == "zip" else call.args[:1]):
+        value = arg.value if isinstance(arg, ast.Starred) else arg
+        if not isinstance(value, ast.Name):
+            continue
+        args = list(call.args)
+        here = ast.Name(_HERE, ast.Load())
+        args[i] = ast.Starred(here, ast.Load()) if isinstance(arg, ast.Starred) else here
+        written = ast.unparse(ast.Call(call.func, args, call.keywords))
+        use = _use("iterate", value, call)
+        uses.append(Use(use.form, use.name, "", use.line, use.column, written))
+    return uses
 
 
 def _use(form: str, name: ast.Name, where: Any, target: str = "") -> Use:

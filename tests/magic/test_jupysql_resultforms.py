@@ -78,6 +78,64 @@ def test_the_same_cell_result_and_a_comprehension_get_the_note(ip: Shell) -> Non
     assert ip.user_ns["rows"] == ["a", "b"]
 
 
+@pytest.mark.parametrize(
+    ("code", "written", "instead", "pandas_gives", "jupysql_gave"),
+    [
+        (
+            "list(result)",
+            "list(result)",
+            "list(result.itertuples(index=False))",
+            ["a", "b"],
+            [(1, "x"), (2, "y")],
+        ),
+        (
+            "tuple(result)",
+            "tuple(result)",
+            "tuple(result.itertuples(index=False))",
+            ("a", "b"),
+            ((1, "x"), (2, "y")),
+        ),
+        (
+            "[i for i, row in enumerate(result, start=1)]",
+            "enumerate(result, start=1)",
+            "enumerate(result.itertuples(index=False), start=1)",
+            [1, 2],
+            [1, 2],
+        ),
+        (
+            "list(zip(*result))",
+            "zip(*result)",
+            "zip(*result.itertuples(index=False))",
+            [("a", "b")],
+            [(1, 2), ("x", "y")],
+        ),
+    ],
+)
+def test_regression_calls_that_iterate_a_result_name_the_row_form(
+    ip: Shell, code: str, written: str, instead: str, pandas_gives: Any, jupysql_gave: Any
+) -> None:
+    # Issue 18: list(result) gave JupySQL's rows; on a DataFrame it gives the column
+    # names (zip(*result) zips their letters), without a word.
+    ip.ok("result = %sql SELECT * FROM (VALUES (1, 'x'), (2, 'y')) AS v(a, b)")
+    run = ip.ok(f"got = {code}")
+    assert _notes(run.err) == [
+        f"note: {written} iterates the DataFrame's column names; JupySQL iterated rows: "
+        f"write {instead}"
+    ]
+    assert ip.user_ns["got"] == pandas_gives  # the cell ran as pandas runs it
+    replaced = code.replace(written, instead)
+    assert ip.ok(f"fixed = {replaced}").err == ""
+    assert ip.user_ns["fixed"] == jupysql_gave  # the written replacement gives JupySQL's rows
+
+
+def test_calls_on_other_values_or_on_a_results_attribute_get_no_note(ip: Shell) -> None:
+    ip.ok("result = %sql SELECT 1 AS a")
+    ip.user_ns["other"] = pd.DataFrame({"a": [1]})
+    run = ip.ok("x = list(result.columns), list(other), sorted(result), list(result.a)")
+    assert _notes(run.text) == []
+    assert _check(ip).shown == set()
+
+
 def test_a_var_out_target_in_the_same_cell_gets_the_note(ip: Shell) -> None:
     run = ip.ok("%sql df << SELECT 1 AS n\nnames = list(r for r in df)")
     assert _notes(run.err) == [
@@ -221,6 +279,27 @@ def test_polars_and_arrow_results_get_their_own_replacement(ip: Shell) -> None:
         "write t.column_names"
     ]
     assert ip.user_ns["names"] == ["a"]
+
+
+def test_polars_and_arrow_calls_that_iterate_get_their_row_form(ip: Shell) -> None:
+    pytest.importorskip("polars")
+    ip.ok("p = %sql --output polars SELECT * FROM (VALUES (1, 'x'), (2, 'y')) AS v(a, b)")
+    run = ip.ok("got = list(p)")
+    assert _notes(run.err) == [
+        "note: list(p) iterates the polars DataFrame's columns (Series); JupySQL iterated "
+        "rows: write list(p.iter_rows())"
+    ]
+    assert ip.ok("rows = list(p.iter_rows())").err == ""
+    assert ip.user_ns["rows"] == [(1, "x"), (2, "y")]
+    _check(ip).shown.clear()
+    ip.ok("t = %sql --output arrow SELECT * FROM (VALUES (1, 'x'), (2, 'y')) AS v(a, b)")
+    run = ip.ok("got = list(zip(*t))")
+    assert _notes(run.err) == [
+        "note: zip(*t) iterates the Arrow table's columns; JupySQL iterated rows: "
+        "write t.to_pydict().values() (a list per column)"
+    ]
+    assert ip.ok("columns = list(t.to_pydict().values())").err == ""
+    assert ip.user_ns["columns"] == [[1, 2], ["x", "y"]]
 
 
 # ------------------------------------------------------------------ the registry
