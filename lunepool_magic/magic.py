@@ -48,7 +48,7 @@ from lunepool_magic.notebook.options import (
     parse_line,
 )
 from lunepool_magic.notebook.snippets import SnippetError, Snippets
-from lunepool_magic.notebook.templates import TemplateError, inline, is_template, render
+from lunepool_magic.notebook.templates import Rendered, TemplateError, inline, is_template, render
 from lunepool_magic.sqltext import UnknownParameter, split_statements
 
 if TYPE_CHECKING:
@@ -489,10 +489,9 @@ class LunepoolMagic(Magics):
         """Run the SQL ``text`` on ``session``; return the DataFrame to display, if any."""
         output = self._output(output)
         max_memory = self._max_memory()
-        user_ns = self.shell.user_ns
-        values = None
+        rendered = None
         if self.snippets or (self.templates and is_template(text)):
-            text, values = self._rewrite(text, local_ns)
+            text, rendered = self._rewrite(text, local_ns)
         bound = self._plans.get(text)
         if bound is None:
             statements = split_statements(text)
@@ -500,15 +499,7 @@ class LunepoolMagic(Magics):
                 if out is not None:
                     raise UsageError(f"nothing to store in {out}: the cell has no statement")
                 return None
-            namespace: Any = user_ns
-            if local_ns is not None and local_ns is not user_ns:
-                namespace = ChainMap(local_ns, user_ns)  # %sql inside a function sees its locals
-            if values:
-                namespace = ChainMap(values, namespace)
-            try:
-                bound = _binding().bind_cell(statements, namespace, line_offset=line_offset)
-            except UnknownParameter as exc:
-                raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
+            bound = self._bind_statements(statements, local_ns, rendered, line_offset)
             self._remember_plan(text, bound)
 
         if limit is None:
@@ -561,17 +552,17 @@ class LunepoolMagic(Magics):
             self.results.remember(value)
         return value
 
-    def _rewrite(self, text: str, local_ns: Any) -> tuple[str, dict[str, Any] | None]:
+    def _rewrite(self, text: str, local_ns: Any) -> tuple[str, Rendered | None]:
         """JupySQL's cell forms: snippets named in the SQL become CTEs, then the template.
 
-        Returns the SQL to split and bind, and the template's values (bound as
-        ``:__tpl_N`` parameters) or None.
+        Returns the SQL to split and bind, and the rendered template (its
+        values are bound as ``:__tpl_N`` parameters) or None.
         """
         text = self.snippets.expand_cell(text)
         if not (self.templates and is_template(text)):
             return text, None
         rendered = render(text, self._namespace(local_ns))
-        return rendered.sql, rendered.values
+        return rendered.sql, rendered
 
     def _output(self, typed: str | None) -> str:
         """``--output KIND`` (or the ``output`` setting), checked before anything runs."""
@@ -621,18 +612,26 @@ class LunepoolMagic(Magics):
 
     def _bind(self, text: str, local_ns: Any, line_offset: int) -> list[Any]:
         """Split and bind a cell's text (not the hot path: no plan cache)."""
-        text, values = self._rewrite(text, local_ns)
+        text, rendered = self._rewrite(text, local_ns)
         statements = split_statements(text)
         if not statements:
             raise UsageError("the cell has no statement")
-        user_ns = self.shell.user_ns
-        namespace: Any = user_ns
-        if local_ns is not None and local_ns is not user_ns:
-            namespace = ChainMap(local_ns, user_ns)
-        if values:
-            namespace = ChainMap(values, namespace)
+        return self._bind_statements(statements, local_ns, rendered, line_offset)
+
+    def _bind_statements(
+        self, statements: list[Any], local_ns: Any, rendered: Rendered | None, line_offset: int
+    ) -> list[Any]:
+        """Bind ``:name`` from the cell's variables (a function's locals first) and the
+        template's values; a missing name stops the cell before anything runs."""
+        namespace = self._namespace(local_ns)
+        labels = None
+        if rendered is not None and rendered.values:
+            namespace = ChainMap(rendered.values, namespace)
+            labels = rendered.labels
         try:
-            return _binding().bind_cell(statements, namespace, line_offset=line_offset)
+            return _binding().bind_cell(
+                statements, namespace, line_offset=line_offset, labels=labels
+            )
         except UnknownParameter as exc:
             raise display.SqlCellError([f"ERROR:  {exc}", "(nothing ran)"]) from exc
 

@@ -32,6 +32,9 @@ class BoundStatement(NamedTuple):
     statement: Statement
     sql: str
     params: dict[str, Any] | None
+    #: How a parameter not written as ``:name`` was written (a template's ``{{ low }}``),
+    #: by its name, for messages.
+    labels: Mapping[str, str] | None = None
 
 
 # The server's blanks (not Python's str.strip() set: U+00A0 is an identifier
@@ -45,7 +48,11 @@ MAX_PARAMETERS = 65535
 
 
 def bind_cell(
-    statements: list[Statement], namespace: Mapping[str, Any], *, line_offset: int = 0
+    statements: list[Statement],
+    namespace: Mapping[str, Any],
+    *,
+    line_offset: int = 0,
+    labels: Mapping[str, str] | None = None,
 ) -> list[BoundStatement]:
     """Bind ``:name`` parameters of every statement before any of them runs.
 
@@ -54,7 +61,8 @@ def bind_cell(
     name of the cell is reported at once. A statement holding a NUL or a lone
     surrogate stops the cell here too (``SqlCellError``): libpq would cut
     the statement short at a NUL, and a surrogate cannot be encoded.
-    ``line_offset`` is added to statement line numbers in that message.
+    ``line_offset`` is added to statement line numbers in that message;
+    ``labels`` go with every statement that has parameters (see BoundStatement).
     """
     bound: list[BoundStatement] = []
     missing: list[str] = []
@@ -80,7 +88,7 @@ def bind_cell(
                     ]
                 )
             params = {name: _adapt(value) for name, value in params.items()}
-        bound.append(BoundStatement(statement, sql, params))
+        bound.append(BoundStatement(statement, sql, params, labels if params else None))
     if missing:
         raise UnknownParameter(missing)
     return bound
@@ -127,14 +135,14 @@ def _holds(value: Any, target: str, depth: int = 0) -> bool:
     return False
 
 
-def unencodable(error: UnicodeEncodeError, params: dict[str, Any] | None) -> str:
+def unencodable(error: UnicodeEncodeError, bound: BoundStatement) -> str:
     """What could not be encoded: a parameter's value or the statement itself."""
     bad = error.object[error.start : error.end]
     kind = "a lone surrogate " if all("\ud800" <= c <= "\udfff" for c in bad) else ""
     which = "the statement"
-    for name, value in (params or {}).items():
+    for name, value in (bound.params or {}).items():
         if _holds(value, error.object):
-            which = f"parameter :{name}"
+            which = f"parameter {(bound.labels or {}).get(name, ':' + name)}"
             break
     return (
         f"{which} holds {kind}{bad!r}, which cannot be encoded as {error.encoding} "

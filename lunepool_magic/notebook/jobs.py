@@ -344,7 +344,7 @@ class JobTable:
             elif isinstance(error, ResultTooLarge):
                 job.error_lines = [too_large_line(error)]
             elif isinstance(error, UnicodeEncodeError):  # a parameter psycopg cannot encode
-                job.error_lines = [f"ERROR:  {unencodable(error, bound[index].params)}"]
+                job.error_lines = [f"ERROR:  {unencodable(error, bound[index])}"]
             else:
                 job.error_lines = [f"ERROR:  {type(error).__name__}: {error}"]
                 job.traceback = "".join(traceback.format_exception(error))

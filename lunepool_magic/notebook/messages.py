@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import traceback
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lunepool_magic.units import count_of, duration, size
@@ -26,8 +26,11 @@ __all__ = [
     "caret_lines",
     "count_of",
     "duration",
+    "failed_parameter",
     "notice_line",
     "original_position",
+    "parameter_line",
+    "relabel",
     "server_error_lines",
     "size",
     "statement_place",
@@ -215,6 +218,77 @@ def original_position(sent_position: int, bound_sql: str, has_params: bool) -> i
         orig += orig_len
         prev = m.end()
     return orig + (target - sent)
+
+
+_COLON_NAME_RE = re.compile(r":(\w+)")
+
+
+def relabel(text: str, index: int | None, labels: Mapping[str, str]) -> tuple[str, int | None]:
+    """``text`` with each ``:name`` found in ``labels`` written as its label instead
+    (a template's ``:__tpl_0`` as ``{{ low }}``), and ``index`` moved to match: an
+    index inside a replaced name points at the start of its label."""
+    pieces: list[str] = []
+    pos = shift = 0  # shift: how much longer the new text is, up to pos
+    moved = index
+    for m in _COLON_NAME_RE.finditer(text):
+        label = labels.get(m.group(1))
+        if label is None:
+            continue
+        if index is not None and m.start() <= index < m.end():
+            moved = m.start() + shift
+        pieces += [text[pos : m.start()], label]
+        pos = m.end()
+        shift += len(label) - (m.end() - m.start())
+        if index is not None and index >= m.end():
+            moved = index + shift
+    pieces.append(text[pos:])
+    return "".join(pieces), moved
+
+
+# The last CONTEXT line (the outermost) when the cell's own parameter failed; an inner
+# line would be a function's query, whose $N are not the cell's.
+_SENT_PARAMETER_RE = re.compile(r"unnamed portal parameter \$(\d+)\b")
+
+
+def failed_parameter(exc: Any, bound_sql: str) -> tuple[int, str] | None:
+    """The parameter the server's CONTEXT names (``unnamed portal parameter $2 =
+    '...'``), as its number and the name it has in ``bound_sql``, if any."""
+    context = getattr(getattr(exc, "diag", None), "context", None) or ""
+    m = _SENT_PARAMETER_RE.match(context.rsplit("\n", 1)[-1])
+    if m is None:
+        return None
+    number = int(m.group(1))
+    names: list[str] = []  # psycopg numbers them by first appearance (original_position)
+    for placeholder in _PLACEHOLDER_RE.finditer(bound_sql):
+        name = placeholder.group(1)
+        if name is not None and name not in names:
+            names.append(name)
+    return (number, names[number - 1]) if 0 < number <= len(names) else None
+
+
+# The server could not read a value as the type it needed (invalid_text_representation).
+_INVALID_TEXT = "22P02"
+
+
+def parameter_line(
+    number: int, name: str, labels: Mapping[str, str], value: Any, sqlstate: str | None
+) -> str:
+    """Which parameter of the cell the server's ``$N`` is: ``($2 is :low)``.
+
+    A template's text value the server could not read as its column's type is
+    most often a column name written as in JupySQL, where ``{{ }}`` pasted text:
+    the line then names the filter that pastes it as a name. The value itself
+    is never shown (it may be a secret).
+    """
+    written = labels.get(name, f":{name}")
+    guessed = name in labels and written != "{{ value }}"
+    if guessed and isinstance(value, str) and sqlstate == _INVALID_TEXT:
+        expression = written[3:-3]
+        return (
+            f"(${number} is {written}, bound as a text value: write "
+            f"{{{{ {expression} | identifier }}}} if it names a column)"
+        )
+    return f"(${number} is {written})"
 
 
 def caret_lines(text: str, index: int, first_line: int, label: str = "LINE") -> list[str]:

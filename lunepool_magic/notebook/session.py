@@ -516,7 +516,7 @@ class Session:
             # before anything is sent: the connection is untouched.
             item = bound[index]
             place = display.statement_place(index, len(bound), item.statement.line + line_offset)
-            lines = [f"ERROR:  {unencodable(error, item.params)}", f"(no SQLSTATE{place})"]
+            lines = [f"ERROR:  {unencodable(error, item)}", f"(no SQLSTATE{place})"]
             exc_class = display.SqlCellError
         else:
             return error  # a bug or an unexpected failure: let its traceback show
@@ -582,9 +582,17 @@ def error_lines(
         index_in_text = display.original_position(
             position - shift, item.sql, item.params is not None
         )
+    text, labels = item.statement.text, item.labels or {}
+    if labels:  # a template's :__tpl_N shown as the {{ }} it came from
+        text, index_in_text = display.relabel(text, index_in_text, labels)
     lines = display.server_error_lines(
-        error, item.statement.text, index_in_text, item.statement.line + line_offset
+        error, text, index_in_text, item.statement.line + line_offset
     )
+    failed = display.failed_parameter(error, item.sql)
+    if failed is not None:
+        number, name = failed
+        value = (item.params or {}).get(name)
+        lines.append(display.parameter_line(number, name, labels, value, error.sqlstate))
     sqlstate = f"SQLSTATE {error.sqlstate}" if error.sqlstate else "no SQLSTATE"
     lines.append(f"({sqlstate}{place})")
     return lines

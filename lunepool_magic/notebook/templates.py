@@ -75,10 +75,12 @@ class TemplateError(ValueError):
 
 
 class Rendered(NamedTuple):
-    """A rendered cell: SQL with ``:__tpl_N`` parameters, and their values."""
+    """A rendered cell: SQL with ``:__tpl_N`` parameters, their values, and how each was
+    written (``{{ low }}``, for messages; ``{{ value }}`` where a loop makes it uncertain)."""
 
     sql: str
     values: dict[str, Any]
+    labels: dict[str, str]
 
 
 class _Sql(str):
@@ -96,7 +98,7 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
 
     text, comments = _hide_comments(text)
     if not is_template(text):  # the braces were all in comments
-        return Rendered(_show_comments(text, comments), {})
+        return Rendered(_show_comments(text, comments), {}, {})
     values: list[Any] = []
     expressions = _expressions(text)
     if any(not re.search(r"[A-Za-z_]", e) for e in expressions):
@@ -133,7 +135,7 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
         ) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template: {exc.message} (no variable of that name)") from None
-    return _bind(_show_comments(rendered, comments), values, expressions)
+    return _bind(_show_comments(rendered, comments), values, expressions, "{%" in text)
 
 
 @functools.cache
@@ -226,8 +228,12 @@ def _identifier(value: Any) -> _Sql:
     return _Sql(sql.Identifier(*parts).as_string(None))
 
 
-def _bind(rendered: str, values: list[Any], expressions: list[str]) -> Rendered:
-    """Turn the markers into ``:__tpl_N`` (in code) or text pieces (in a string literal)."""
+def _bind(rendered: str, values: list[Any], expressions: list[str], control: bool) -> Rendered:
+    """Turn the markers into ``:__tpl_N`` (in code) or text pieces (in a string literal).
+
+    ``control``: the template has ``{% %}`` tags (then a value's label is only
+    certain when no tag could have skipped or repeated an expression: never).
+    """
     bound: dict[str, Any] = {}
 
     def name_of(index: int) -> str:
@@ -264,7 +270,13 @@ def _bind(rendered: str, values: list[Any], expressions: list[str]) -> Rendered:
             )
         pos = lexeme.end()
     out.append(_code(rendered[pos:], "".join(code), values, bound, what, name_of))
-    return Rendered("".join(out), bound)
+
+    def label(name: str) -> str:
+        expr = "value" if control else what(int(name[len(PARAMETER_PREFIX) :]))
+        return f"{{{{ {expr} }}}}"
+
+    labels = {name: label(name) for name in bound}
+    return Rendered("".join(out), bound, labels)
 
 
 def _in_select_list(preceding: str) -> bool:

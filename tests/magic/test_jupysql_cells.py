@@ -187,3 +187,58 @@ def test_update_and_insert_name_a_snippet(tracks: Shell) -> None:
     # A SET whose value is spelled like the snippet is left as typed.
     tracks.ok("%sql SET application_name = g1")
     assert tracks.scalar("%sql SHOW application_name") == "g1"
+
+
+# ------------------------------------------------------------------ errors name the {{ }}
+
+
+def test_regression_an_error_caret_line_shows_the_template_not_its_parameter_names(
+    ip: Shell,
+) -> None:
+    # The caret line showed the rendered text, `SELECT :__tpl_0 + :y`: a name the
+    # user never wrote. It shows the {{ }}, and the caret stays under the operator.
+    ip.user_ns.update(x="1", y="2")
+    run = ip.fail("%%sql\nSELECT {{ x }} + :y")
+    assert str(run.error).splitlines()[:3] == [
+        "ERROR:  operator is not unique: unknown + unknown",
+        "LINE 2: SELECT {{ x }} + :y",
+        "                       ^",
+    ]
+
+
+def test_regression_a_template_text_in_arithmetic_names_the_identifier_filter(
+    tracks: Shell,
+) -> None:
+    # JupySQL pasted {{ col }}, so `{{ col }} * 2` doubled the column; here it is a
+    # bound text value, and the server's "invalid input syntax ... parameter $1"
+    # named no {{ }}. The line after it names the one and the filter to use.
+    tracks.user_ns["col"] = "genre"
+    run = tracks.fail("%sql SELECT {{ col }} * 2 AS twice FROM tracks WHERE id = 4")
+    assert str(run.error).splitlines() == [
+        'ERROR:  invalid input syntax for type integer: "genre"',
+        "CONTEXT:  unnamed portal parameter $1 = '...'",
+        "($1 is {{ col }}, bound as a text value: write {{ col | identifier }} if it names "
+        "a column)",
+        "(SQLSTATE 22P02)",
+    ]
+    fixed = "%sql SELECT {{ col | identifier }} * 2 AS twice FROM tracks WHERE id = 4"
+    assert tracks.scalar(fixed) == 2  # 4 % 3 = 1, doubled
+
+
+def test_a_failed_colon_parameter_is_named_by_its_number(ip: Shell) -> None:
+    ip.user_ns.update(x="pg_class", y="not an oid")
+    run = ip.fail("%%sql\nSELECT 1;\nSELECT relname FROM pg_class WHERE relname = :x AND oid = :y")
+    assert str(run.error).splitlines() == [
+        'ERROR:  invalid input syntax for type oid: "not an oid"',
+        "CONTEXT:  unnamed portal parameter $2 = '...'",
+        "($2 is :y)",
+        "(SQLSTATE 22P02 in statement 2 of 2 (line 3); statement 1 ran)",
+    ]
+    assert "not an oid" not in str(run.error).splitlines()[1:]  # the value is not shown
+
+
+def test_a_template_value_that_cannot_be_encoded_is_named_by_its_braces(ip: Shell) -> None:
+    ip.user_ns["s"] = "a\ud800b"
+    run = ip.fail("%sql SELECT length({{ s }}) AS v")
+    assert "parameter {{ s }} holds a lone surrogate '\\ud800'" in str(run.error)
+    assert "__tpl" not in str(run.error)

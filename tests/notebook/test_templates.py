@@ -88,7 +88,7 @@ def test_is_template() -> None:
 
 def test_braces_in_comments_are_not_a_template() -> None:
     text = "SELECT 1 -- {{ gone }} {% if %}\n/* {{ also_gone }} */"
-    assert render(text, {}) == (text, {})
+    assert render(text, {}) == (text, {}, {})
     out = render("SELECT {{ n }} -- {{ not_needed }}", {"n": 1})
     assert out.sql == "SELECT :__tpl_0 -- {{ not_needed }}"
 
@@ -148,5 +148,16 @@ def test_a_types_modifier_through_int_and_unsafe_sql_is_a_number_whatever_the_va
     assert render(text, {"p": "3"}) == (
         "SELECT x::numeric(16, 3), round(x, :__tpl_0) FROM t",
         {"__tpl_0": "3"},
+        {"__tpl_0": "{{ p }}"},
     )
     assert render(text, {"p": "1); DROP TABLE t; --"}).sql.startswith("SELECT x::numeric(16, 0)")
+
+
+def test_each_bound_value_is_labelled_with_its_braces_when_certain() -> None:
+    rendered = render(
+        "SELECT {{ a }}, '{{ b }}', {{ t | identifier }} FROM x", {"a": 1, "b": 2, "t": "x"}
+    )
+    assert rendered.labels == {"__tpl_0": "{{ a }}", "__tpl_1": "{{ b }}"}
+    # A tag could skip or repeat an expression: the label says no more than it knows.
+    looped = render("{% for v in vs %}SELECT {{ v }};{% endfor %}", {"vs": [1, 2]})
+    assert looped.labels == {"__tpl_0": "{{ value }}", "__tpl_1": "{{ value }}"}
