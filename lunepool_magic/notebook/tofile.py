@@ -46,6 +46,13 @@ def write_cell(
             )
         except (ValueError, NoResultSetError) as exc:
             raise display.SqlCellError([f"ERROR:  {exc}"]) from exc
+        except OSError as exc:  # the file, not the server: disk full, permissions, ...
+            raise display.SqlCellError(
+                [
+                    f"ERROR:  could not write {str(path)!r}: {exc.strerror or exc}",
+                    "(no file was made under that name)",
+                ]
+            ) from exc
 
     written, cell = session.call(
         work,

@@ -14,6 +14,7 @@ server) leaves no file, and no half file, under the target name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 import uuid
@@ -76,7 +77,9 @@ class Sink:
         self.wants_csv = fmt == "csv"
         self._batch_bytes = batch_bytes
         self._temp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
-        self._file: Any = None  # the open temporary file (CSV) or pyarrow writer
+        self._file: Any = None  # what writes: the temporary file (CSV) or a pyarrow writer
+        self._handle: Any = None  # the temporary file, open
+        self._made = False  # whether we created the temporary file (only then is it ours)
         self._schema: Any = None
         self._consume: Any = None
 
@@ -100,11 +103,15 @@ class Sink:
 
     def commit(self) -> None:
         """Close the temporary file and rename it to the target (replacing an older one)."""
+        if not self._made:  # nothing was written: an empty CSV / no rows
+            self._create()
         self._close()
         os.replace(self._temp, self.path)
 
     def abandon(self) -> None:
-        """After an error or interrupt: close and delete the temporary file."""
+        """After an error or interrupt: close and delete the temporary file (if made)."""
+        if not self._made:
+            return  # nothing was created; whatever has the name is not ours to delete
         with contextlib.suppress(Exception):
             self._close()
         with contextlib.suppress(FileNotFoundError):
@@ -112,9 +119,27 @@ class Sink:
 
     # --- writing ---
 
+    def _create(self) -> Any:
+        """Create the temporary file, and only a new one: never open a file or a link
+        that someone else put under its name (a shared directory such as /tmp)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        flags |= getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self._temp, flags, 0o666)
+        except FileExistsError:
+            raise FileExistsError(
+                errno.EEXIST,
+                "a file or link already has the temporary name beside it, not made here "
+                "(the name is random: someone put it there); nothing was written",
+                str(self._temp),
+            ) from None
+        self._handle = os.fdopen(fd, "wb")
+        self._made = True
+        return self._handle
+
     def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
         if self._file is None:
-            self._file = open(self._temp, "wb")  # noqa: SIM115 (closed by finish/abandon)
+            self._file = self._create()
         self._file.write(data)
 
     def write_table(self, table: Any) -> None:
@@ -126,19 +151,21 @@ class Sink:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                self._file = pq.ParquetWriter(str(self._temp), self._schema)
+                self._file = pq.ParquetWriter(self._create(), self._schema)
             else:
-                self._file = pa.ipc.new_file(str(self._temp), self._schema)
+                self._file = pa.ipc.new_file(self._create(), self._schema)
         elif not table.schema.equals(self._schema, check_metadata=False):
             table = _conform(table, self._schema)
         self._file.write_table(table.replace_schema_metadata(self._schema.metadata))
 
     def _close(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
-        elif not self._temp.exists():  # nothing was written: an empty CSV / no rows
-            self._temp.touch()
+        file, handle, self._file, self._handle = self._file, self._handle, None, None
+        try:
+            if file is not None and file is not handle:
+                file.close()  # a pyarrow writer: its footer; it leaves our file open
+        finally:
+            if handle is not None:
+                handle.close()
 
 
 def _conform(table: Any, schema: Any) -> Any:

@@ -11,6 +11,7 @@ on the server and leaves no file, and no half file, under the target name.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from support.interrupts import ctrl_c_once_rows_flow
 from support.shell import Shell, active_queries, ip_fixture, wait_for  # noqa: F401
 from test_fetch import BINARY_MATRIX, EXOTIC_MATRIX
 
+from lunepool_magic.postgres import tofile as tofile_module
 from lunepool_magic.postgres.errors import NoResultSetError
 from lunepool_magic.postgres.fetch import plan as fetch_plan
 from lunepool_magic.postgres.fetch import transfer as fetch_transfer
@@ -228,3 +230,42 @@ def test_the_magic_writes_and_says_so(ip: Shell, tmp_path: Path) -> None:
         failed = ip.fail(line)
         assert message in str(failed.error), (line, failed.error)
     assert sorted(os.listdir(tmp_path)) == ["cells.parquet", "with space.csv"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow", ".csv"])
+def test_a_link_planted_under_the_temporary_name_is_never_written_through(
+    conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    # On a shared machine the folder may be /tmp: another user who could guess the
+    # temporary name could put a link there to a file of ours. The name is random;
+    # here it is made known, and the file is created only if it is new.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    monkeypatch.setattr(tofile_module.uuid, "uuid4", lambda: uuid.UUID(int=0))
+    target = tmp_path / f"out{suffix}"
+    temp = target.with_name(f".{target.name}.{os.getpid()}-00000000.part")
+    temp.symlink_to(victim)
+    with pytest.raises(FileExistsError, match="someone put it there"):
+        copy_to_file(conn, "SELECT g FROM generate_series(1, 100) AS g", target)
+    assert victim.read_text() == "precious"
+    assert temp.is_symlink()  # not ours to delete either
+    assert not target.exists()
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert query(conn, "SELECT 1 AS one").iat[0, 0] == 1
+
+
+def test_the_magic_says_a_file_error_in_one_line(
+    ip: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tofile_module.uuid, "uuid4", lambda: uuid.UUID(int=0))
+    target = tmp_path / "out.csv"
+    target.with_name(f".out.csv.{os.getpid()}-00000000.part").symlink_to(tmp_path / "victim")
+    failed = ip.fail(f"%sql --to {target} SELECT g FROM generate_series(1, 100) AS g")
+    assert str(failed.error).splitlines() == [
+        f"ERROR:  could not write {str(target)!r}: a file or link already has the temporary "
+        "name beside it, not made here (the name is random: someone put it there); nothing "
+        "was written",
+        "(no file was made under that name)",
+    ]
+    assert not (tmp_path / "victim").exists()  # the dangling link was not followed
+    assert ip.scalar("%sql SELECT 1") == 1

@@ -173,7 +173,13 @@ def fetch(
                 [c.name for c in columns], arrays, [(c.oid, c.typmod) for c in columns]
             )
 
-        decoder = sink.start(decoder, columns, batch, limit)
+        try:  # a CSV sink writes its header now: the file may fail before the COPY
+            decoder = sink.start(decoder, columns, batch, limit)
+        except BaseException:
+            sink.abandon()
+            with contextlib.suppress(Exception):  # else the pool rolls back or discards it
+                _undo(conn, own)
+            raise
     consume: Any = decoder if max_memory is None else Budget(decoder, max_memory)
     background = InBackground(consume) if BACKGROUND else None
     with conn.lock:
