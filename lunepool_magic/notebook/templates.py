@@ -2,8 +2,9 @@
 
 JupySQL renders ``{{ var }}`` into the SQL text, so a value can change the
 statement (injection). Here Jinja2 runs the template's control flow
-(``{% for %}``, ``{% if %}``, macros), but each ``{{ expression }}`` becomes a
-server-side parameter, as jinjasql does:
+(``{% for %}``, ``{% if %}``, macros, ``{% set %}`` blocks: their output is
+template text, so SQL), but each ``{{ expression }}`` becomes a server-side
+parameter, as jinjasql does:
 
 * ``WHERE n > {{ low }}``: ``low`` is bound with its Python type;
 * ``WHERE name = '{{ who }}'``: the quotes make it text, bound as a string
@@ -24,7 +25,6 @@ than run a different query.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -70,6 +70,13 @@ _ARRAY_LITERAL = (
 )
 
 
+_CHANGED_TEMPLATE_TEXT = (
+    "a {{ }} holds a macro's or {% set %} block's SQL turned into plain text (by a filter, "
+    "or joined with ~), so the values inside it would be sent as one text: use the output "
+    "as it is, {{ name }}, and filter the values inside the block instead"
+)
+
+
 class TemplateError(ValueError):
     """The template cannot be rendered, or not safely; the message says what to write."""
 
@@ -111,6 +118,8 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     def finalize(value: Any) -> str:
         if isinstance(value, _Sql):
             return str(value)
+        if isinstance(value, str) and _MARK in value:
+            raise TemplateError(_CHANGED_TEMPLATE_TEXT)
         if isinstance(value, jinja2.Undefined):
             str(value)  # StrictUndefined: raises UndefinedError, naming the variable
         if isinstance(value, tuple):
@@ -123,7 +132,11 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, finalize=finalize, keep_trailing_newline=True
     )
-    env.context_class = _macro_context()
+    # What the template's own text makes (a macro's output, a {% set %} block, the
+    # cell) is SQL: literal text and markers, the values in it bound. Jinja joins
+    # every such output with env.concat, and nothing else: a value reaches the
+    # text only through finalize.
+    env.concat = _template_text  # type: ignore[method-assign]
     env.filters["identifier"] = _identifier
     env.filters["unsafe_sql"] = lambda value: _Sql(str(value))
     try:
@@ -138,27 +151,8 @@ def render(text: str, namespace: Mapping[str, Any]) -> Rendered:
     return _bind(_show_comments(rendered, comments), values, expressions, "{%" in text)
 
 
-@functools.cache
-def _macro_context() -> type:
-    """Jinja's Context, with a macro's output taken as SQL (JupySQL's ``{% macro %}``).
-
-    A macro's body is template text like the cell's: its ``{{ }}`` went through
-    ``finalize`` already, so the values in it are bound. Its output is pasted
-    where it is called; binding it whole would send the SQL as one text value.
-    Only a call of a macro is trusted so: any other string, whatever it holds,
-    is a value.
-    """
-    import jinja2.runtime
-
-    class MacroContext(jinja2.runtime.Context):
-        # Positional-only: a macro's own keyword arguments may have any name.
-        def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-            value = super().call(obj, *args, **kwargs)
-            if isinstance(obj, jinja2.runtime.Macro) and isinstance(value, str):
-                return _Sql(value)
-            return value
-
-    return MacroContext
+def _template_text(pieces: Any) -> str:
+    return _Sql("".join(pieces))
 
 
 def inline(rendered: Rendered) -> str:

@@ -242,3 +242,19 @@ def test_a_template_value_that_cannot_be_encoded_is_named_by_its_braces(ip: Shel
     run = ip.fail("%sql SELECT length({{ s }}) AS v")
     assert "parameter {{ s }} holds a lone surrogate '\\ud800'" in str(run.error)
     assert "__tpl" not in str(run.error)
+
+
+def test_regression_a_set_block_is_sql_with_its_values_bound(tracks: Shell) -> None:
+    # A {% set %} block used as {{ cond }} failed with "PostgreSQL text fields cannot
+    # contain NUL (0x00) bytes": its text was sent as one value, markers and all.
+    cell = (
+        "%%sql\n{% set cond %}genre = {{ g }} AND id < {{ top }}{% endset %}\n"
+        "SELECT id FROM tracks WHERE {{ cond }} ORDER BY id"
+    )
+    tracks.user_ns.update(g=1, top=8)
+    assert tracks.value(cell)["id"].tolist() == [1, 4, 7]
+    tracks.user_ns.update(top="8 OR true")  # still a value: never SQL
+    failed = tracks.fail(cell)
+    assert str(failed.error).splitlines()[0] == (
+        'ERROR:  invalid input syntax for type integer: "8 OR true"'
+    )

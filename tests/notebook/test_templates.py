@@ -161,3 +161,36 @@ def test_each_bound_value_is_labelled_with_its_braces_when_certain() -> None:
     # A tag could skip or repeat an expression: the label says no more than it knows.
     looped = render("{% for v in vs %}SELECT {{ v }};{% endfor %}", {"vs": [1, 2]})
     assert looped.labels == {"__tpl_0": "{{ value }}", "__tpl_1": "{{ value }}"}
+
+
+def test_a_set_blocks_text_is_sql_and_its_values_stay_bound() -> None:
+    # It was bound whole as one text value, holding the markers of its values, and
+    # psycopg refused it: "PostgreSQL text fields cannot contain NUL (0x00) bytes".
+    text = "{% set cond %}n > {{ low }}{% endset %}SELECT * FROM t WHERE {{ cond }}"
+    assert render(text, {"low": "1 OR true"}) == (
+        "SELECT * FROM t WHERE n > :__tpl_0",
+        {"__tpl_0": "1 OR true"},
+        {"__tpl_0": "{{ value }}"},
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{% set cond %}n > {{ low }}{% endset %}SELECT * FROM t WHERE {{ cond | trim }}",
+        "{% macro c() %}n > {{ low }}{% endmacro %}SELECT * FROM t WHERE {{ c() ~ '' }}",
+    ],
+)
+def test_template_sql_made_plain_text_is_refused_not_sent_as_one_value(text: str) -> None:
+    with pytest.raises(TemplateError, match=r"turned into plain text \(by a filter, or joined"):
+        render(text, {"low": 1})
+
+
+def test_a_value_cannot_pass_for_template_text() -> None:
+    # Only Jinja's own joins make SQL: a value holding marker-like text stays a value
+    # (and, holding NUL, could never be sent anyway).
+    with pytest.raises(TemplateError):
+        render("SELECT * FROM t WHERE n = {{ evil }}", {"evil": "\x000\x00 OR true"})
+    rendered = render("SELECT * FROM t WHERE n = {{ 'a' ~ evil }}", {"evil": " OR true"})
+    assert rendered.sql == "SELECT * FROM t WHERE n = :__tpl_0"
+    assert rendered.values == {"__tpl_0": "a OR true"}
