@@ -225,8 +225,8 @@ def _identifier(value: Any) -> _Sql:
 def _bind(rendered: str, values: list[Any], expressions: list[str], control: bool) -> Rendered:
     """Turn the markers into ``:__tpl_N`` (in code) or text pieces (in a string literal).
 
-    ``control``: the template has ``{% %}`` tags (then a value's label is only
-    certain when no tag could have skipped or repeated an expression: never).
+    ``control``: the template has ``{% %}`` tags, which may skip or repeat an
+    expression, so no value's label is certain.
     """
     bound: dict[str, Any] = {}
 

@@ -284,7 +284,11 @@ def copy_to_file(
     fmt = file_format(target)
     started = time.monotonic()
     sink = Sink(target, fmt, batch_bytes)
-    fetched = fetch(conn, sql, params, limit=limit, on_progress=on_progress, sink=sink)
+    try:
+        fetched = fetch(conn, sql, params, limit=limit, on_progress=on_progress, sink=sink)
+    except BaseException:
+        sink.abandon()  # if the rename at the end failed, the whole file is still there
+        raise
     if fetched is not None:
         rows, truncated = fetched.rows, fetched.truncated
     else:

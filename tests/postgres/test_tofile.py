@@ -269,3 +269,16 @@ def test_the_magic_says_a_file_error_in_one_line(
     ]
     assert not (tmp_path / "victim").exists()  # the dangling link was not followed
     assert ip.scalar("%sql SELECT 1") == 1
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_rename_that_fails_at_the_end_leaves_no_temporary_file(
+    conn: psycopg.Connection, tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / f"taken{suffix}"
+    target.mkdir()  # the name is a folder: the last step, the rename, fails
+    with pytest.raises(IsADirectoryError):
+        copy_to_file(conn, "SELECT g FROM generate_series(1, 100) AS g", target)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert target.is_dir() and list(target.iterdir()) == []
+    assert query(conn, "SELECT 1 AS one").iat[0, 0] == 1
