@@ -1,8 +1,9 @@
 """transfer.copy_out with its per-row loop replaced by one drain() call per block or socket read.
 
 Everything around the loop (sending, waiting in poll(2), progress, the error
-before the COPY, reading the results after it) is copy_out's, line for line,
-so that the two differ only in how rows reach the block. The decoder still
+before the COPY, reading the results after it) is copy_out's own code
+(``start_copy``, ``socket_pause``), so that the two differ only in how rows
+reach the block. The decoder still
 takes a list of row lengths; the int32 array drain() fills is turned into one
 (``tolist``), timed apart as the adapter a shipped version would not need.
 """
@@ -10,21 +11,19 @@ takes a list of row lengths; the int32 array drain() fills is turned into one
 from __future__ import annotations
 
 import ctypes
-import select
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.pq import ExecStatus
 
 from lunepool_magic.postgres import libpq
 from lunepool_magic.postgres.fetch.transfer import (
     BLOCK_BYTES,
-    PROGRESS_INTERVAL,
-    ErrorBeforeCopy,
     Progress,
+    socket_pause,
+    start_copy,
 )
 from native_drain.build import DONE, ERROR, FULL, WOULD_BLOCK, Block
 from native_drain.loaded_libpq import LoadedLibpq
@@ -56,37 +55,8 @@ def native_copy_out(
         started: float,
     ) -> int:
         pgconn = conn.pgconn
-        poller = select.poll()
-        poller.register(pgconn.socket, select.POLLIN)
-        wait = poller.poll
-        read = pgconn.consume_input
-        next_report = started + PROGRESS_INTERVAL
-
-        def pause(rows: int, nbytes: int) -> None:
-            nonlocal next_report
-            if on_progress is None:
-                wait()
-            else:
-                now = time.monotonic()
-                if now >= next_report:
-                    on_progress(rows, nbytes, now - started)
-                    next_report = now + PROGRESS_INTERVAL
-                wait(max(1, int((next_report - now) * 1000)))
-            read()
-
-        libpq.send(pgconn, command)
-        while pgconn.is_busy():
-            pause(0, 0)
-        result = pgconn.get_result()
-        if result is None or result.status != ExecStatus.COPY_OUT:
-            error = (
-                libpq.error_from(conn, result)
-                if result is not None and result.status == ExecStatus.FATAL_ERROR
-                else psycopg.InternalError(f"COPY did not start (result: {result!r})")
-            )
-            while libpq.next_result(pgconn) is not None:
-                pass
-            raise ErrorBeforeCopy(error)
+        pause = socket_pause(conn, on_progress, started)
+        start_copy(conn, command, pause)
 
         # Rows of 2 bytes (no columns) are the shortest: the lengths never fill first.
         lens = np.empty(block_bytes // 2 + 1, dtype=np.int32)
@@ -116,11 +86,7 @@ def native_copy_out(
                 status = drain(*args)
                 if status == WOULD_BLOCK:
                     timings["waits"] += 1
-                    if on_progress is None:
-                        wait()
-                        read()
-                    else:
-                        pause(rows + state.rows, nbytes + state.used)
+                    pause(rows + state.rows, nbytes + state.used)
                 elif status == FULL:
                     if state.rows:
                         rows += state.rows

@@ -37,6 +37,54 @@ class ErrorBeforeCopy(Exception):
         self.error = error
 
 
+def socket_pause(
+    conn: psycopg.Connection[Any], on_progress: Progress | None, started: float
+) -> Callable[[int, int], None]:
+    """``pause(rows, nbytes)``: wait for the socket and read what came, reporting
+    progress on time meanwhile (the server may think for long before its first
+    row, and it sends its output in 8 kB pieces, even the start of the COPY)."""
+    pgconn = conn.pgconn
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN)
+    wait = poller.poll
+    read = pgconn.consume_input
+    next_report = started + PROGRESS_INTERVAL
+
+    def pause(rows: int, nbytes: int) -> None:
+        nonlocal next_report
+        if on_progress is None:
+            wait()
+        else:
+            now = time.monotonic()
+            if now >= next_report:
+                on_progress(rows, nbytes, now - started)
+                next_report = now + PROGRESS_INTERVAL
+            wait(max(1, int((next_report - now) * 1000)))
+        read()
+
+    return pause
+
+
+def start_copy(
+    conn: psycopg.Connection[Any], command: bytes, pause: Callable[[int, int], None]
+) -> None:
+    """Send ``command`` and wait until its COPY sends data; ErrorBeforeCopy if it failed first."""
+    pgconn = conn.pgconn
+    libpq.send(pgconn, command)
+    while pgconn.is_busy():
+        pause(0, 0)
+    result = pgconn.get_result()
+    if result is None or result.status != ExecStatus.COPY_OUT:
+        error = (
+            libpq.error_from(conn, result)
+            if result is not None and result.status == ExecStatus.FATAL_ERROR
+            else psycopg.InternalError(f"COPY did not start (result: {result!r})")
+        )
+        while libpq.next_result(pgconn) is not None:
+            pass
+        raise ErrorBeforeCopy(error)
+
+
 def copy_out(
     conn: psycopg.Connection[Any],
     command: bytes,
@@ -51,40 +99,8 @@ def copy_out(
     failed later. The caller holds ``conn.lock`` and cleans up on exceptions.
     """
     pgconn = conn.pgconn
-    poller = select.poll()
-    poller.register(pgconn.socket, select.POLLIN)
-    wait = poller.poll
-    read = pgconn.consume_input
-    next_report = started + PROGRESS_INTERVAL
-
-    def pause(rows: int, nbytes: int) -> None:
-        """Wait for the socket; report progress on time meanwhile (the server may
-        think for long before its first row, and it sends its output in 8 kB
-        pieces, even the start of the COPY)."""
-        nonlocal next_report
-        if on_progress is None:
-            wait()
-        else:
-            now = time.monotonic()
-            if now >= next_report:
-                on_progress(rows, nbytes, now - started)
-                next_report = now + PROGRESS_INTERVAL
-            wait(max(1, int((next_report - now) * 1000)))
-        read()
-
-    libpq.send(pgconn, command)
-    while pgconn.is_busy():
-        pause(0, 0)
-    result = pgconn.get_result()
-    if result is None or result.status != ExecStatus.COPY_OUT:
-        error = (
-            libpq.error_from(conn, result)
-            if result is not None and result.status == ExecStatus.FATAL_ERROR
-            else psycopg.InternalError(f"COPY did not start (result: {result!r})")
-        )
-        while libpq.next_result(pgconn) is not None:
-            pass
-        raise ErrorBeforeCopy(error)
+    pause = socket_pause(conn, on_progress, started)
+    start_copy(conn, command, pause)
 
     get = pgconn.get_copy_data
     buf = bytearray()
@@ -108,11 +124,7 @@ def copy_out(
             buf = bytearray()
             lens = []
             add = lens.append
-        if on_progress is None:
-            wait()
-            read()
-        else:
-            pause(rows + len(lens), nbytes + len(buf))
+        pause(rows + len(lens), nbytes + len(buf))
     rows += len(lens)
     nbytes += len(buf)
     consume(buf, lens)
