@@ -416,12 +416,10 @@ class FormCheck(ast.NodeTransformer):
 def _candidates(text: str) -> set[tuple[str, str]]:
     """(form, name) for each place in ``text`` that looks like a form (the AST decides)."""
     found = {
-        ("iterate", m.group(1))
-        for m in _IN_NAME.finditer(text)
-        if m.start() == 0 or not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")
+        ("iterate", m.group(1)) for m in _IN_NAME.finditer(text) if _starts_a_word(text, m.start())
     }
     for m in _ROW_CALL.finditer(text):
-        if m.start() == 0 or not (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_."):
+        if _starts_a_word(text, m.start(), "."):  # not `obj.list(...)`
             found.update(("iterate", a.group(1)) for a in _ARGUMENT_NAME.finditer(m.group(1)))
     if ".plot" in text or ".keys" in text or re.search(r"\.\s", text):
         for m in _ATTRIBUTE.finditer(text):
@@ -429,6 +427,14 @@ def _candidates(text: str) -> set[tuple[str, str]]:
             if before:
                 found.add(("plot" if m.group(1) else "keys", before.group(1)))
     return found
+
+
+def _starts_a_word(text: str, at: int, also: str = "") -> bool:
+    """Whether ``text[at:]`` starts a word: no name character (nor one of ``also``) before it."""
+    if at == 0:
+        return True
+    before = text[at - 1]
+    return not (before.isalnum() or before == "_" or before in also)
 
 
 def _target(node: ast.expr) -> str:
